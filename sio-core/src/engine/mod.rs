@@ -1,0 +1,278 @@
+//! Engine.IO v4: sessions over HTTP long-polling and WebSocket, heartbeats and upgrades.
+//!
+//! This layer knows nothing of namespaces, rooms or events: it moves text and binary messages
+//! between a client and a [`Handler`]. The Socket.IO layer is one such handler; a bare
+//! Engine.IO server is another:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use actix_web::{App, HttpServer};
+//! use sio_core::engine::{Engine, EngineConfig, Handler, Message, Socket};
+//!
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     type Data = ();
+//!     fn on_message(&self, socket: &Arc<Socket<()>>, message: Message) {
+//!         let _ = socket.send(message.into_frame());
+//!     }
+//! }
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let engine = Engine::new(EngineConfig::default(), Echo);
+//!     HttpServer::new(move || App::new().service(engine.service()))
+//!         .bind(("127.0.0.1", 3000))?
+//!         .run()
+//!         .await
+//! }
+//! ```
+
+mod config;
+mod cors;
+mod error;
+pub mod packet;
+pub mod payload;
+mod polling;
+mod service;
+mod sid;
+mod socket;
+mod websocket;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use bytestring::ByteString;
+
+pub use config::{AllowRequest, EngineConfig, EngineConfigBuilder, Transports};
+pub use cors::{AllowOrigin, Cors};
+pub use error::RequestError;
+pub use packet::{DecodeError, Frame, OpenPacket, Packet};
+pub use service::EngineService;
+pub use sid::{InvalidSid, Sid};
+pub use socket::{CloseReason, RequestInfo, SendError, Socket, TransportKind};
+
+/// A message from a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text message.
+    Text(ByteString),
+    /// A binary message.
+    Binary(Bytes),
+}
+
+impl Message {
+    /// The frame that sends this message back to a client.
+    pub fn into_frame(self) -> Frame {
+        match self {
+            Message::Text(text) => Frame::message(&text),
+            Message::Binary(data) => Frame::Binary(data),
+        }
+    }
+}
+
+/// What the layer above the engine does with sessions. Every method runs on the request or
+/// connection task that caused it, so it must return quickly: spawn for anything slow.
+pub trait Handler: Send + Sync + 'static {
+    /// Per-session state, created when the session opens and reachable as [`Socket::data`].
+    type Data: Default + Send + Sync + 'static;
+
+    /// A session opened (after the handshake was sent).
+    fn on_open(&self, socket: &Arc<Socket<Self::Data>>) {
+        let _ = socket;
+    }
+
+    /// A message arrived. Messages of one session arrive in order.
+    fn on_message(&self, socket: &Arc<Socket<Self::Data>>, message: Message);
+
+    /// A session closed; it is gone from the engine when this runs.
+    fn on_close(&self, socket: &Arc<Socket<Self::Data>>, reason: CloseReason) {
+        let _ = (socket, reason);
+    }
+}
+
+/// An Engine.IO server: the session table, the configuration and the handler. Cheap to clone;
+/// build it once, outside `HttpServer::new`, so that every actix-web worker shares one session
+/// table.
+pub struct Engine<H: Handler> {
+    inner: Arc<Inner<H>>,
+}
+
+struct Inner<H: Handler> {
+    config: EngineConfig,
+    handler: H,
+    node_id: u32,
+    sessions: RwLock<HashMap<Sid, Arc<Socket<H::Data>>>>,
+}
+
+impl<H: Handler> Clone for Engine<H> {
+    fn clone(&self) -> Self {
+        Engine {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<H: Handler> fmt::Debug for Engine<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.inner.config)
+            .field("node_id", &self.inner.node_id)
+            .field("sessions", &self.session_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Handler> Engine<H> {
+    /// An engine with a random node id.
+    pub fn new(config: EngineConfig, handler: H) -> Self {
+        Self::with_node_id(config, handler, rand::random())
+    }
+
+    /// An engine whose session ids carry `node_id` (see [`Sid::node_id`]).
+    pub fn with_node_id(config: EngineConfig, handler: H, node_id: u32) -> Self {
+        Engine {
+            inner: Arc::new(Inner {
+                config,
+                handler,
+                node_id,
+                sessions: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &H {
+        &self.inner.handler
+    }
+
+    /// The node id carried by this engine's session ids.
+    pub fn node_id(&self) -> u32 {
+        self.inner.node_id
+    }
+
+    /// The open session with this id.
+    pub fn session(&self, sid: Sid) -> Option<Arc<Socket<H::Data>>> {
+        self.sessions().get(&sid).cloned()
+    }
+
+    /// The number of open sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions().len()
+    }
+
+    /// Closes every session, telling each client the server is going away.
+    pub fn close_all(&self) {
+        let sockets: Vec<_> = self.sessions().values().cloned().collect();
+        for socket in sockets {
+            socket.close(CloseReason::ServerShutdown);
+        }
+    }
+
+    /// The actix-web service answering on [`EngineConfig::path`].
+    pub fn service(&self) -> EngineService<H> {
+        EngineService::new(self.clone())
+    }
+
+    fn sessions(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Sid, Arc<Socket<H::Data>>>> {
+        self.inner
+            .sessions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a new session and starts its heartbeat.
+    fn open(&self, transport: TransportKind, request: RequestInfo) -> Arc<Socket<H::Data>> {
+        let sid = Sid::new(self.inner.node_id);
+        let socket = Arc::new(Socket::new(
+            sid,
+            transport,
+            self.inner.config.max_buffer_size,
+            request,
+            H::Data::default(),
+        ));
+        self.inner
+            .sessions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(sid, socket.clone());
+        tokio::spawn(self.clone().lifecycle(socket.clone()));
+        tracing::debug!(%sid, transport = transport.as_str(), "session opened");
+        socket
+    }
+
+    /// The handshake packet for a session.
+    fn open_packet(&self, socket: &Socket<H::Data>) -> Packet {
+        let config = &self.inner.config;
+        let upgrades = match socket.transport() {
+            TransportKind::Polling if config.transports.websocket => vec!["websocket".into()],
+            _ => vec![],
+        };
+        Packet::Open(OpenPacket {
+            sid: socket.sid().to_string(),
+            upgrades,
+            ping_interval: duration_ms(config.ping_interval),
+            ping_timeout: duration_ms(config.ping_timeout),
+            max_payload: config.max_payload,
+        })
+    }
+
+    /// Pings the client every `ping_interval` (the first one an interval after the handshake)
+    /// until the session closes or a pong is missed; then removes the session and tells the
+    /// handler. This is the one place a session is torn down.
+    async fn lifecycle(self, socket: Arc<Socket<H::Data>>) {
+        let config = &self.inner.config;
+        let heartbeat = async {
+            loop {
+                tokio::time::sleep(config.ping_interval).await;
+                if !socket.ping(config.ping_timeout).await {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            () = socket.closed() => {}
+            () = heartbeat => socket.close(CloseReason::PingTimeout),
+        }
+        let reason = socket.close_reason().unwrap_or(CloseReason::TransportClose);
+        tracing::debug!(sid = %socket.sid(), %reason, "session closed");
+        self.inner.handler.on_close(&socket, reason);
+        if reason == CloseReason::TransportClose && socket.transport() == TransportKind::Polling {
+            // The client's close may have come with no poll pending: keep the session long
+            // enough for its next poll to get the answer (see `Socket::deliver_close`).
+            let _ = tokio::time::timeout(config.ping_timeout, socket.close_delivered()).await;
+        }
+        self.inner
+            .sessions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&socket.sid());
+    }
+
+    /// Acts on one packet from the client, on either transport.
+    fn on_packet(&self, socket: &Arc<Socket<H::Data>>, packet: Packet) {
+        match packet {
+            Packet::Message(text) => self.inner.handler.on_message(socket, Message::Text(text)),
+            Packet::Binary(data) => self.inner.handler.on_message(socket, Message::Binary(data)),
+            Packet::Pong => socket.on_pong(),
+            Packet::Ping => socket.send_control(&Packet::Pong),
+            Packet::Close => socket.close(CloseReason::TransportClose),
+            Packet::Noop => {}
+            Packet::Open(_) | Packet::PingProbe | Packet::PongProbe | Packet::Upgrade => {
+                tracing::debug!(sid = %socket.sid(), ?packet, "unexpected packet, closing the session");
+                socket.close(CloseReason::ParseError);
+            }
+        }
+    }
+}
+
+fn duration_ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,155 @@
+//! The HTTP long-polling transport: handshake, GET (server to client) and POST (client to server).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::BytesMut;
+use futures_util::StreamExt as _;
+
+use super::packet::{Frame, Packet, encode};
+use super::socket::{CloseReason, RequestInfo, Socket, TransportKind};
+use super::{Engine, Handler, RequestError, payload};
+
+/// How long a poll that starts during an upgrade may wait for it (Node's upgrade check interval).
+const UPGRADE_CHECK: Duration = Duration::from_millis(100);
+
+/// Opens a session and answers with its handshake packet.
+pub(super) fn handshake<H: Handler>(engine: &Engine<H>, req: &HttpRequest) -> HttpResponse {
+    let socket = engine.open(TransportKind::Polling, RequestInfo::new(req));
+    let open = encode(&engine.open_packet(&socket));
+    engine.handler().on_open(&socket);
+    payload_response(&[open])
+}
+
+/// Answers a poll with what is queued, waiting until something is. A poll that finds another
+/// one pending is a protocol error that closes the session; the pending one gets the close
+/// packet. (actix-web does not tell a handler that its client went away, so an aborted poll is
+/// detected this way too, when the client polls again.)
+pub(super) async fn get<D>(
+    socket: &Arc<Socket<D>>,
+    max_payload: usize,
+) -> Result<HttpResponse, RequestError> {
+    let Ok(_reader) = socket.reader.try_lock() else {
+        tracing::debug!(sid = %socket.sid(), "overlapping polls, closing the session");
+        socket.close(CloseReason::TransportError);
+        return Err(RequestError::BadRequest);
+    };
+    if socket.is_closed() {
+        return closed_answer(socket);
+    }
+    if socket.is_upgrading() {
+        // A poll that starts during an upgrade. Node answers it on its 100 ms upgrade check;
+        // here it ends as soon as the upgrade completes (refused: polling is over for this
+        // session) or, at the latest, on that same tick.
+        let _ = tokio::time::timeout(UPGRADE_CHECK, async {
+            while socket.is_upgrading() {
+                socket.woken().await;
+            }
+        })
+        .await;
+        if socket.transport() != TransportKind::Polling {
+            return Err(RequestError::BadRequest);
+        }
+    }
+    loop {
+        // During an upgrade the queue is kept for the WebSocket; the poll only has to end.
+        if socket.is_upgrading() {
+            return Ok(payload_response(&[encode(&Packet::Noop)]));
+        }
+        if socket.transport() != TransportKind::Polling {
+            return Err(RequestError::BadRequest);
+        }
+        let frames = socket.drain(max_payload);
+        if !frames.is_empty() {
+            return Ok(payload_response(&frames));
+        }
+        if socket.is_closed() {
+            return closed_answer(socket);
+        }
+        socket.woken().await;
+    }
+}
+
+/// A poll on a closed session: a noop for the one poll that answers the client's own close,
+/// "Session ID unknown" for the rest.
+fn closed_answer<D>(socket: &Socket<D>) -> Result<HttpResponse, RequestError> {
+    if socket.deliver_close() {
+        Ok(payload_response(&[encode(&Packet::Noop)]))
+    } else {
+        Err(RequestError::UnknownSid)
+    }
+}
+
+/// Reads a payload of packets from the client and acts on each, in order.
+pub(super) async fn post<H: Handler>(
+    engine: &Engine<H>,
+    socket: &Arc<Socket<H::Data>>,
+    req: &HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, RequestError> {
+    let Ok(_writer) = socket.writer.try_lock() else {
+        tracing::debug!(sid = %socket.sid(), "overlapping posts, closing the session");
+        socket.close(CloseReason::TransportError);
+        return Err(RequestError::BadRequest);
+    };
+    let max = usize::try_from(engine.config().max_payload).unwrap_or(usize::MAX);
+    let body = match read_body(req, body, max).await {
+        Ok(body) => body,
+        Err(err) => {
+            tracing::debug!(sid = %socket.sid(), %err, "bad polling body, closing the session");
+            socket.close(CloseReason::TransportError);
+            return Err(err);
+        }
+    };
+    let packets = match payload::decode(body.freeze()) {
+        Ok(packets) => packets,
+        Err(err) => {
+            tracing::debug!(sid = %socket.sid(), %err, "invalid payload, closing the session");
+            socket.close(CloseReason::ParseError);
+            return Err(RequestError::BadRequest);
+        }
+    };
+    for packet in packets {
+        if socket.is_closed() {
+            break;
+        }
+        engine.on_packet(socket, packet);
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=UTF-8")
+        .body("ok"))
+}
+
+/// Reads a request body of at most `max` bytes, refusing as soon as the limit is passed (by the
+/// announced length, or by what has arrived) instead of after reading it all.
+async fn read_body(
+    req: &HttpRequest,
+    mut body: web::Payload,
+    max: usize,
+) -> Result<BytesMut, RequestError> {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|len| len > max) {
+        return Err(RequestError::PayloadTooLarge);
+    }
+    let mut buf = BytesMut::with_capacity(announced.unwrap_or(0));
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|_| RequestError::BadRequest)?;
+        if buf.len() + chunk.len() > max {
+            return Err(RequestError::PayloadTooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+fn payload_response(frames: &[Frame]) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=UTF-8")
+        .body(payload::encode(frames))
+}

@@ -1,0 +1,140 @@
+//! Mounting an engine into an actix-web `App`, and routing each request to its transport.
+
+use std::fmt;
+
+use actix_web::dev::{AppService, HttpServiceFactory};
+use actix_web::http::Method;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use serde::Deserialize;
+
+use super::socket::{CloseReason, TransportKind};
+use super::{Engine, Handler, RequestError, Sid, polling, websocket};
+
+/// The actix-web service of an [`Engine`], answering on its configured path (with or without
+/// the trailing slash). Register it with `App::service`; the app keeps its own routes,
+/// middleware and TLS.
+pub struct EngineService<H: Handler> {
+    engine: Engine<H>,
+}
+
+impl<H: Handler> EngineService<H> {
+    pub(super) fn new(engine: Engine<H>) -> Self {
+        EngineService { engine }
+    }
+}
+
+impl<H: Handler> fmt::Debug for EngineService<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineService")
+            .field("path", &self.engine.config().path)
+            .finish()
+    }
+}
+
+impl<H: Handler> HttpServiceFactory for EngineService<H> {
+    fn register(self, config: &mut AppService) {
+        let path = self.engine.config().path.clone();
+        let bare = path.trim_end_matches('/').to_owned();
+        let engine = self.engine;
+        web::resource([path, bare])
+            .to(move |req: HttpRequest, body: web::Payload| {
+                let engine = engine.clone();
+                async move { handle(engine, req, body).await }
+            })
+            .register(config);
+    }
+}
+
+/// The query parameters Engine.IO uses; others are the application's and are ignored.
+#[derive(Debug, Deserialize)]
+struct Query {
+    #[serde(rename = "EIO")]
+    eio: Option<String>,
+    transport: Option<String>,
+    sid: Option<String>,
+}
+
+async fn handle<H: Handler>(
+    engine: Engine<H>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    let cors = engine.config().cors.as_ref();
+    if req.method() == Method::OPTIONS
+        && let Some(cors) = cors
+    {
+        return cors.preflight(&req);
+    }
+    let mut res = match route(&engine, &req, body).await {
+        Ok(res) => res,
+        Err(err) => {
+            tracing::debug!(uri = %req.uri(), %err, "request refused");
+            err.error_response()
+        }
+    };
+    if let Some(cors) = cors {
+        cors.apply(&req, res.headers_mut());
+    }
+    res
+}
+
+/// Checks a request the way Node's engine.io does (transport, protocol version, session, then
+/// handshake rules) and hands it to its transport.
+async fn route<H: Handler>(
+    engine: &Engine<H>,
+    req: &HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, RequestError> {
+    let config = engine.config();
+    let query = web::Query::<Query>::from_query(req.query_string())
+        .map_err(|_| RequestError::BadRequest)?;
+    let transport = match query.transport.as_deref() {
+        Some("polling") if config.transports.polling => TransportKind::Polling,
+        Some("websocket") if config.transports.websocket => TransportKind::Websocket,
+        _ => return Err(RequestError::UnknownTransport),
+    };
+    if query.eio.as_deref() != Some("4") {
+        return Err(RequestError::UnsupportedProtocolVersion);
+    }
+    let Some(sid) = &query.sid else {
+        if req.method() != Method::GET {
+            return Err(RequestError::BadHandshakeMethod);
+        }
+        if let Some(allow) = &config.allow_request
+            && !allow(req)
+        {
+            return Err(RequestError::Forbidden);
+        }
+        return match transport {
+            TransportKind::Polling => Ok(polling::handshake(engine, req)),
+            TransportKind::Websocket => websocket::handshake(engine, req, body),
+        };
+    };
+    let socket = sid
+        .parse::<Sid>()
+        .ok()
+        .and_then(|sid| engine.session(sid))
+        .ok_or(RequestError::UnknownSid)?;
+    if socket.pong_overdue() {
+        socket.close(CloseReason::PingTimeout);
+    }
+    // A closed session lingers only to answer its client's close to one last poll.
+    let is_poll = transport == TransportKind::Polling && req.method() == Method::GET;
+    if socket.is_closed() && !is_poll {
+        return Err(RequestError::UnknownSid);
+    }
+    match transport {
+        TransportKind::Websocket => websocket::upgrade(engine, socket, req, body),
+        TransportKind::Polling if socket.transport() != TransportKind::Polling => {
+            Err(RequestError::BadRequest)
+        }
+        TransportKind::Polling => match *req.method() {
+            Method::GET => {
+                let max = usize::try_from(config.max_payload).unwrap_or(usize::MAX);
+                polling::get(&socket, max).await
+            }
+            Method::POST => polling::post(engine, &socket, req, body).await,
+            _ => Err(RequestError::BadRequest),
+        },
+    }
+}

@@ -1,0 +1,471 @@
+//! One Engine.IO session: its transport state, its outbound queue and how it closes.
+//!
+//! A session is shared (`Arc`) between the request handlers of whichever actix-web workers its
+//! requests land on, its WebSocket task and its heartbeat task, so everything here is `Sync`
+//! and every wait is on a `Notify` or a cancellation token, never on a worker-local channel.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Instant, SystemTime};
+
+use actix_web::HttpRequest;
+use actix_web::http::header::HeaderMap;
+use actix_web::http::{Method, Uri};
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::packet::{Frame, Packet, encode};
+use super::sid::Sid;
+
+/// The transport a session currently uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportKind {
+    /// HTTP long-polling.
+    Polling,
+    /// WebSocket.
+    Websocket,
+}
+
+impl TransportKind {
+    /// The name used in the `transport` query parameter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Polling => "polling",
+            TransportKind::Websocket => "websocket",
+        }
+    }
+}
+
+/// Why a session closed, named as Node's engine.io names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The client closed the session (close packet, WebSocket close, connection lost).
+    TransportClose,
+    /// The transport failed: an I/O error, overlapping polls, a body over `max_payload`.
+    TransportError,
+    /// The client did not answer a ping within `ping_timeout`.
+    PingTimeout,
+    /// The client sent bytes that are not Engine.IO packets.
+    ParseError,
+    /// The session's outbound queue grew past `max_buffer_size`.
+    BufferFull,
+    /// The server closed the session ([`Socket::close`]).
+    ForcedClose,
+    /// The server is shutting down.
+    ServerShutdown,
+}
+
+impl CloseReason {
+    /// The reason as Node's engine.io writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::TransportClose => "transport close",
+            CloseReason::TransportError => "transport error",
+            CloseReason::PingTimeout => "ping timeout",
+            CloseReason::ParseError => "parse error",
+            CloseReason::BufferFull => "buffer full",
+            CloseReason::ForcedClose => "forced close",
+            CloseReason::ServerShutdown => "server shutting down",
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a frame could not be queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The session is closed.
+    #[error("the session is closed")]
+    Closed,
+    /// The client reads slower than the server writes: the outbound queue holds
+    /// `max_buffer_size` bytes already. The session is closed with [`CloseReason::BufferFull`].
+    #[error("the session's outbound buffer is full")]
+    BufferFull,
+}
+
+/// What the handshake request looked like (Socket.IO exposes it as `socket.handshake`).
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// The request's method.
+    pub method: Method,
+    /// The request's URI, with its query string.
+    pub uri: Uri,
+    /// The request's headers.
+    pub headers: HeaderMap,
+    /// The peer's address, when the connection has one.
+    pub peer_addr: Option<SocketAddr>,
+    /// When the handshake arrived.
+    pub issued: SystemTime,
+}
+
+impl RequestInfo {
+    pub(crate) fn new(req: &HttpRequest) -> Self {
+        RequestInfo {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+            peer_addr: req.peer_addr(),
+            issued: SystemTime::now(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    frames: VecDeque<Frame>,
+    /// Payload bytes of the frames in `frames`.
+    bytes: usize,
+}
+
+/// One Engine.IO session. `D` is the state the layer above keeps per session.
+pub struct Socket<D> {
+    sid: Sid,
+    transport: AtomicU8,
+    /// A WebSocket claimed the upgrade of this session (one at a time).
+    probing: AtomicBool,
+    /// The probe was answered: polls answer with a noop until the upgrade completes or fails.
+    upgrading: AtomicBool,
+    queue: Mutex<Queue>,
+    /// Signals the one reader of `queue` that there is something to look at.
+    wake: Notify,
+    /// Held by whoever reads the queue: a pending polling GET or the WebSocket writer. A second
+    /// GET that finds it taken is a duplicate poll.
+    pub(crate) reader: tokio::sync::Mutex<()>,
+    /// Held by a polling POST while it is read; an overlapping POST is a protocol error.
+    pub(crate) writer: tokio::sync::Mutex<()>,
+    closed: CancellationToken,
+    close_reason: OnceLock<CloseReason>,
+    /// A poll has answered the client's own close (see [`Socket::deliver_close`]).
+    close_delivered: AtomicBool,
+    close_delivery: Notify,
+    pong: Notify,
+    pong_received: AtomicBool,
+    created: Instant,
+    /// When the pong of the last ping is due, in milliseconds after `created`; 0 when none is.
+    pong_due_ms: AtomicU64,
+    max_buffer_size: usize,
+    request: RequestInfo,
+    /// The upper layer's per-session state.
+    pub data: D,
+}
+
+impl<D> fmt::Debug for Socket<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket")
+            .field("sid", &self.sid)
+            .field("transport", &self.transport())
+            .field("closed", &self.close_reason.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D> Socket<D> {
+    pub(crate) fn new(
+        sid: Sid,
+        transport: TransportKind,
+        max_buffer_size: usize,
+        request: RequestInfo,
+        data: D,
+    ) -> Self {
+        Socket {
+            sid,
+            transport: AtomicU8::new(transport as u8),
+            probing: AtomicBool::new(false),
+            upgrading: AtomicBool::new(false),
+            queue: Mutex::new(Queue::default()),
+            wake: Notify::new(),
+            reader: tokio::sync::Mutex::new(()),
+            writer: tokio::sync::Mutex::new(()),
+            closed: CancellationToken::new(),
+            close_reason: OnceLock::new(),
+            close_delivered: AtomicBool::new(false),
+            close_delivery: Notify::new(),
+            pong: Notify::new(),
+            pong_received: AtomicBool::new(false),
+            created: Instant::now(),
+            pong_due_ms: AtomicU64::new(0),
+            max_buffer_size,
+            request,
+            data,
+        }
+    }
+
+    /// The session id.
+    pub fn sid(&self) -> Sid {
+        self.sid
+    }
+
+    /// The transport the session uses now.
+    pub fn transport(&self) -> TransportKind {
+        if self.transport.load(Ordering::Acquire) == TransportKind::Websocket as u8 {
+            TransportKind::Websocket
+        } else {
+            TransportKind::Polling
+        }
+    }
+
+    /// The handshake request.
+    pub fn request(&self) -> &RequestInfo {
+        &self.request
+    }
+
+    /// Queues a frame for the client. Frames leave in the order they were queued.
+    ///
+    /// ```no_run
+    /// # fn f(socket: &sio_core::engine::Socket<()>) {
+    /// use sio_core::engine::Frame;
+    /// let _ = socket.send(Frame::message("hello"));
+    /// # }
+    /// ```
+    pub fn send(&self, frame: Frame) -> Result<(), SendError> {
+        if self.is_closed() {
+            return Err(SendError::Closed);
+        }
+        let mut queue = self.lock_queue();
+        if queue.bytes + frame.payload_len() > self.max_buffer_size {
+            drop(queue);
+            tracing::warn!(sid = %self.sid, "outbound buffer full, closing the session");
+            self.close(CloseReason::BufferFull);
+            return Err(SendError::BufferFull);
+        }
+        push(&mut queue, frame);
+        drop(queue);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Queues a text message.
+    pub fn send_text(&self, text: &str) -> Result<(), SendError> {
+        self.send(Frame::message(text))
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&self, data: Bytes) -> Result<(), SendError> {
+        self.send(Frame::Binary(data))
+    }
+
+    /// Queues a control packet; it does not count against `max_buffer_size`.
+    pub(crate) fn send_control(&self, packet: &Packet) {
+        push(&mut self.lock_queue(), encode(packet));
+        self.wake.notify_one();
+    }
+
+    /// Takes queued frames, up to `max_bytes` of polling payload (but at least one frame).
+    pub(crate) fn drain(&self, max_bytes: usize) -> Vec<Frame> {
+        let mut queue = self.lock_queue();
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        while let Some(front) = queue.frames.front() {
+            let len = front.payload_len();
+            // Frames after the first one take a separator too.
+            let needed = if out.is_empty() { len } else { len + 1 };
+            if !out.is_empty() && bytes + needed > max_bytes {
+                break;
+            }
+            bytes += needed;
+            queue.bytes -= len;
+            if let Some(frame) = queue.frames.pop_front() {
+                out.push(frame);
+            }
+        }
+        out
+    }
+
+    /// Waits until the queue may have changed (a frame, a close, an upgrade step).
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Closes the session. The client gets a close packet (unless it asked for the close
+    /// itself); the layer above hears of it once, with the first reason given.
+    pub fn close(&self, reason: CloseReason) {
+        if self.close_reason.set(reason).is_err() {
+            return;
+        }
+        if reason != CloseReason::TransportClose {
+            push(&mut self.lock_queue(), encode(&Packet::Close));
+        }
+        self.closed.cancel();
+        self.wake.notify_one();
+    }
+
+    /// Whether the session is closed (or closing).
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Why the session closed, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.close_reason.get().copied()
+    }
+
+    /// Resolves when the session closes.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await;
+    }
+
+    /// Claims the upgrade for one WebSocket; `false` if another one holds it.
+    pub(crate) fn claim_upgrade(&self) -> bool {
+        !self.probing.swap(true, Ordering::AcqRel)
+    }
+
+    /// Gives up an upgrade that did not complete; polling goes on.
+    pub(crate) fn abandon_upgrade(&self) {
+        self.probing.store(false, Ordering::Release);
+        self.set_upgrading(false);
+    }
+
+    /// Whether this poll is the one that answers the client's own close packet (with a noop).
+    /// A polling client may send its close while no poll is pending and poll again right
+    /// after, on another connection: like Node's polling transport, the session waits for that
+    /// poll (see [`Socket::close_delivered`]) instead of answering it "Session ID unknown".
+    pub(crate) fn deliver_close(&self) -> bool {
+        let first = self.close_reason() == Some(CloseReason::TransportClose)
+            && !self.close_delivered.swap(true, Ordering::AcqRel);
+        self.close_delivery.notify_one();
+        first
+    }
+
+    /// Resolves once a poll has answered the client's close.
+    pub(crate) async fn close_delivered(&self) {
+        while !self.close_delivered.load(Ordering::Acquire) {
+            self.close_delivery.notified().await;
+        }
+    }
+
+    pub(crate) fn is_upgrading(&self) -> bool {
+        self.upgrading.load(Ordering::Acquire)
+    }
+
+    /// Marks the start (probe answered) or the abandonment of an upgrade; a pending poll is
+    /// woken so that it can answer with a noop.
+    pub(crate) fn set_upgrading(&self, upgrading: bool) {
+        self.upgrading.store(upgrading, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Completes an upgrade: from now on only the WebSocket carries this session.
+    pub(crate) fn set_websocket(&self) {
+        self.transport
+            .store(TransportKind::Websocket as u8, Ordering::Release);
+        self.upgrading.store(false, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Records a pong from the client.
+    pub(crate) fn on_pong(&self) {
+        self.pong_due_ms.store(0, Ordering::Release);
+        self.pong_received.store(true, Ordering::Release);
+        self.pong.notify_one();
+    }
+
+    /// Sends a ping and waits for its pong; `false` if none came within `timeout`.
+    pub(crate) async fn ping(&self, timeout: std::time::Duration) -> bool {
+        self.pong_received.store(false, Ordering::Release);
+        let due = self.created.elapsed() + timeout;
+        let due_ms = u64::try_from(due.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.pong_due_ms.store(due_ms, Ordering::Release);
+        self.send_control(&Packet::Ping);
+        tokio::time::timeout(timeout, async {
+            while !self.pong_received.load(Ordering::Acquire) {
+                self.pong.notified().await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Whether the pong of the last ping is overdue. Requests check this themselves rather than
+    /// trusting the heartbeat timer to have fired first: a client that polls the moment its
+    /// ping timeout ends must find the session closed.
+    pub(crate) fn pong_overdue(&self) -> bool {
+        let due = self.pong_due_ms.load(Ordering::Acquire);
+        due != 0 && self.created.elapsed().as_millis() >= u128::from(due)
+    }
+
+    fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+        // The queue is left consistent at every await-free step, so a poisoned lock is still usable.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn push(queue: &mut Queue, frame: Frame) {
+    queue.bytes += frame.payload_len();
+    queue.frames.push_back(frame);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn socket(max_buffer_size: usize) -> Socket<()> {
+        let req = TestRequest::default().to_http_request();
+        Socket::new(
+            Sid::new(0),
+            TransportKind::Polling,
+            max_buffer_size,
+            RequestInfo::new(&req),
+            (),
+        )
+    }
+
+    #[test]
+    fn drains_in_order_within_the_payload_limit() {
+        let s = socket(1 << 20);
+        s.send_text("a").unwrap();
+        s.send_text("bb").unwrap();
+        s.send_text("ccc").unwrap();
+        // "4a" + separator + "4bb" fits in 6 bytes; "4ccc" does not.
+        assert_eq!(s.drain(6), vec![Frame::message("a"), Frame::message("bb")]);
+        // At least one frame, even over the limit.
+        assert_eq!(s.drain(1), vec![Frame::message("ccc")]);
+        assert!(s.drain(100).is_empty());
+    }
+
+    #[test]
+    fn a_full_buffer_closes_the_session() {
+        let s = socket(4);
+        s.send_text("abc").unwrap();
+        assert_eq!(s.send_text("d"), Err(SendError::BufferFull));
+        assert_eq!(s.close_reason(), Some(CloseReason::BufferFull));
+        assert_eq!(s.send_text("e"), Err(SendError::Closed));
+    }
+
+    #[test]
+    fn close_queues_a_close_packet_unless_the_client_closed() {
+        let s = socket(100);
+        s.close(CloseReason::ForcedClose);
+        s.close(CloseReason::PingTimeout);
+        assert_eq!(s.close_reason(), Some(CloseReason::ForcedClose));
+        assert_eq!(s.drain(100), vec![Frame::Text("1".into())]);
+        let s = socket(100);
+        s.close(CloseReason::TransportClose);
+        assert!(s.drain(100).is_empty());
+    }
+
+    #[tokio::test]
+    async fn ping_waits_for_the_pong() {
+        let s = socket(100);
+        let timeout = std::time::Duration::from_millis(50);
+        assert!(!s.ping(timeout).await);
+        let (answered, ()) = tokio::join!(s.ping(std::time::Duration::from_secs(5)), async {
+            s.on_pong()
+        });
+        assert!(answered);
+    }
+}
