@@ -1,6 +1,8 @@
 //! The server the official Engine.IO v4 / Socket.IO v5 protocol test suites run against
-//! (`protocol/conformance-server.md`): a bare Engine.IO echo server on `/engine.io/`, with the
-//! suites' timings (ping every 300 ms, 200 ms to answer).
+//! (`protocol/conformance-server.md`), with the suites' timings (ping every 300 ms, 200 ms to
+//! answer):
+//! - `/engine.io/`: a bare Engine.IO server that echoes every message;
+//! - `/socket.io/`: a Socket.IO server with the namespaces `/` and `/custom`.
 //!
 //! `PORT` (default 3000) picks the port on 127.0.0.1.
 
@@ -8,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer};
-use sio_core::engine::{Cors, Engine, EngineConfig, Handler, Message, Socket};
+use serde_json::Value;
+use sio_core::engine::{Cors, Engine, EngineConfig, EngineConfigBuilder, Handler, Message, Socket};
+use sio_core::{AckSender, Args, Bin, Data, Namespace, SocketIo, SocketRef};
 
 /// Sends every message back to the client that sent it, text as text, binary as binary.
 struct Echo;
@@ -19,6 +23,43 @@ impl Handler for Echo {
     fn on_message(&self, socket: &Arc<Socket<()>>, message: Message) {
         let _ = socket.send(message.into_frame());
     }
+}
+
+/// The suites' Engine.IO settings, shared by both endpoints.
+fn suite_timings(config: EngineConfigBuilder) -> EngineConfigBuilder {
+    config
+        .ping_interval(Duration::from_millis(300))
+        .ping_timeout(Duration::from_millis(200))
+        .cors(Cors::any())
+}
+
+/// Every namespace emits `auth` with the CONNECT payload when a client connects.
+fn announce_auth(path: &str) -> Namespace {
+    Namespace::new(path).on_connect(|socket: SocketRef, Data(auth): Data<Value>| async move {
+        let _ = socket.emit("auth", &auth);
+    })
+}
+
+fn socket_io() -> SocketIo {
+    let main = announce_auth("/")
+        .on(
+            "message",
+            |socket: SocketRef, args: Args, Bin(bin): Bin| async move {
+                let _ = socket.bin(bin).emit("message-back", &args);
+            },
+        )
+        .on(
+            "message-with-ack",
+            |args: Args, Bin(bin): Bin, ack: AckSender| async move {
+                let _ = ack.bin(bin).send(&args);
+            },
+        );
+    SocketIo::builder()
+        .engine(suite_timings)
+        .connect_timeout(Duration::from_millis(1000))
+        .namespace(main)
+        .namespace(announce_auth("/custom"))
+        .build()
 }
 
 #[actix_web::main]
@@ -32,14 +73,10 @@ async fn main() -> std::io::Result<()> {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
-    let config = EngineConfig::builder()
-        .ping_interval(Duration::from_millis(300))
-        .ping_timeout(Duration::from_millis(200))
-        .cors(Cors::any())
-        .build();
-    let engine = Engine::new(config, Echo);
-    println!("conformance server on http://127.0.0.1:{port} (/engine.io/)");
-    HttpServer::new(move || App::new().service(engine.service()))
+    let engine = Engine::new(suite_timings(EngineConfig::builder()).build(), Echo);
+    let io = socket_io();
+    println!("conformance server on http://127.0.0.1:{port} (/engine.io/ and /socket.io/)");
+    HttpServer::new(move || App::new().service(engine.service()).service(io.service()))
         .bind(("127.0.0.1", port))?
         .run()
         .await

@@ -231,8 +231,9 @@ impl<H: Handler> Engine<H> {
         let config = &self.inner.config;
         let heartbeat = async {
             loop {
-                tokio::time::sleep(config.ping_interval).await;
-                if !socket.ping(config.ping_timeout).await {
+                let ping_at = tokio::time::Instant::now() + config.ping_interval;
+                tokio::time::sleep_until(ping_at).await;
+                if !socket.ping(ping_at + config.ping_timeout).await {
                     return;
                 }
             }

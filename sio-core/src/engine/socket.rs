@@ -9,7 +9,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+
+use tokio::time::Instant;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::HeaderMap;
@@ -230,17 +232,32 @@ impl<D> Socket<D> {
     /// # }
     /// ```
     pub fn send(&self, frame: Frame) -> Result<(), SendError> {
+        self.send_all([frame])
+    }
+
+    /// Queues several frames at once: no frame of another sender can come between them (a
+    /// Socket.IO packet and its binary attachments must arrive together).
+    pub fn send_all(&self, frames: impl IntoIterator<Item = Frame>) -> Result<(), SendError> {
         if self.is_closed() {
             return Err(SendError::Closed);
         }
         let mut queue = self.lock_queue();
-        if queue.bytes + frame.payload_len() > self.max_buffer_size {
-            drop(queue);
-            tracing::warn!(sid = %self.sid, "outbound buffer full, closing the session");
-            self.close(CloseReason::BufferFull);
-            return Err(SendError::BufferFull);
+        let (mut added, mut pushed) = (0, 0);
+        for frame in frames {
+            added += frame.payload_len();
+            if queue.bytes + added > self.max_buffer_size {
+                // Take back the frames of this call that were already queued.
+                let kept = queue.frames.len().saturating_sub(pushed);
+                queue.frames.truncate(kept);
+                drop(queue);
+                tracing::warn!(sid = %self.sid, "outbound buffer full, closing the session");
+                self.close(CloseReason::BufferFull);
+                return Err(SendError::BufferFull);
+            }
+            queue.frames.push_back(frame);
+            pushed += 1;
         }
-        push(&mut queue, frame);
+        queue.bytes += added;
         drop(queue);
         self.wake.notify_one();
         Ok(())
@@ -371,14 +388,16 @@ impl<D> Socket<D> {
         self.pong.notify_one();
     }
 
-    /// Sends a ping and waits for its pong; `false` if none came within `timeout`.
-    pub(crate) async fn ping(&self, timeout: std::time::Duration) -> bool {
+    /// Sends a ping and waits for its pong; `false` if none came by `due`. `due` counts from
+    /// when the ping was scheduled, not from when a busy timer got round to sending it, so the
+    /// session closes exactly `ping_interval + ping_timeout` after the handshake or last pong.
+    pub(crate) async fn ping(&self, due: Instant) -> bool {
         self.pong_received.store(false, Ordering::Release);
-        let due = self.created.elapsed() + timeout;
-        let due_ms = u64::try_from(due.as_millis()).unwrap_or(u64::MAX).max(1);
+        let due_ms = due.saturating_duration_since(self.created).as_millis();
+        let due_ms = u64::try_from(due_ms).unwrap_or(u64::MAX).max(1);
         self.pong_due_ms.store(due_ms, Ordering::Release);
         self.send_control(&Packet::Ping);
-        tokio::time::timeout(timeout, async {
+        tokio::time::timeout_at(due, async {
             while !self.pong_received.load(Ordering::Acquire) {
                 self.pong.notified().await;
             }
@@ -461,11 +480,11 @@ mod tests {
     #[tokio::test]
     async fn ping_waits_for_the_pong() {
         let s = socket(100);
-        let timeout = std::time::Duration::from_millis(50);
-        assert!(!s.ping(timeout).await);
-        let (answered, ()) = tokio::join!(s.ping(std::time::Duration::from_secs(5)), async {
-            s.on_pong()
-        });
+        let soon = Instant::now() + std::time::Duration::from_millis(50);
+        assert!(!s.ping(soon).await);
+        assert!(s.pong_overdue());
+        let later = Instant::now() + std::time::Duration::from_secs(5);
+        let (answered, ()) = tokio::join!(s.ping(later), async { s.on_pong() });
         assert!(answered);
     }
 }

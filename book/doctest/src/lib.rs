@@ -1,0 +1,5 @@
+//! The book's chapters, included as documentation so that `cargo test` compiles (and, unless
+//! marked `no_run`, runs) every Rust block in them against the real crates.
+
+#[doc = include_str!("../../src/getting-started.md")]
+pub mod getting_started {}

@@ -1,0 +1,100 @@
+//! Acknowledgements, both ways: answering a client's ack, and waiting for a client's answer.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::args::{from_args, to_args};
+use crate::emit::EmitError;
+use crate::parser::{Packet, PacketData};
+use crate::socket::SocketRef;
+
+/// Answers the ack a client asked for with its event. Sending when the client asked for none
+/// does nothing, so handlers need not check.
+///
+/// ```
+/// use sio_core::{AckSender, Data};
+///
+/// async fn add(Data((a, b)): Data<(i64, i64)>, ack: AckSender) {
+///     let _ = ack.send(&(a + b));
+/// }
+/// ```
+#[derive(Debug)]
+pub struct AckSender {
+    socket: SocketRef,
+    id: Option<u64>,
+    attachments: Vec<Bytes>,
+}
+
+impl AckSender {
+    pub(crate) fn new(socket: SocketRef, id: Option<u64>) -> Self {
+        AckSender {
+            socket,
+            id,
+            attachments: Vec::new(),
+        }
+    }
+
+    /// Whether the client asked for an ack.
+    pub fn is_expected(&self) -> bool {
+        self.id.is_some()
+    }
+
+    /// Binary attachments to send with the answer (see [`Bin`](crate::Bin)).
+    pub fn bin(mut self, attachments: Vec<Bytes>) -> Self {
+        self.attachments = attachments;
+        self
+    }
+
+    /// Sends the answer; `data` becomes the ack's arguments (see [`Args`](crate::Args)).
+    pub fn send<T: Serialize + ?Sized>(self, data: &T) -> Result<(), EmitError> {
+        let Some(id) = self.id else {
+            return Ok(());
+        };
+        let args = crate::emit::with_placeholders(to_args(data)?, &self.attachments);
+        let packet = Packet {
+            ns: self.socket.ns().to_owned(),
+            data: PacketData::Ack {
+                args: Value::Array(args),
+                id,
+                attachments: self.attachments,
+            },
+        };
+        self.socket.send_packet(&packet)
+    }
+}
+
+/// Why waiting for a client's ack failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AckError {
+    /// The client did not answer in time.
+    #[error("the client did not acknowledge in time")]
+    Timeout,
+    /// The answer does not deserialize into the asked type.
+    #[error("cannot deserialize the ack: {0}")]
+    Data(#[from] serde_json::Error),
+    /// The packet could not be sent.
+    #[error(transparent)]
+    Emit(#[from] EmitError),
+    /// The socket disconnected before answering.
+    #[error("the socket disconnected before answering")]
+    Disconnected,
+}
+
+/// A client's answer to an ack request: its arguments and attachments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AckResponse {
+    /// The arguments.
+    pub args: Vec<Value>,
+    /// The binary attachments.
+    pub attachments: Vec<Bytes>,
+}
+
+impl AckResponse {
+    /// The arguments deserialized as `T` (one argument as itself, several as a tuple or list).
+    pub fn data<T: DeserializeOwned>(self) -> Result<T, serde_json::Error> {
+        from_args(self.args)
+    }
+}

@@ -1,0 +1,170 @@
+//! The room index of one namespace: which sockets are in which rooms.
+//!
+//! This is the in-process part of the adapter that every node keeps; cluster backends (Redis)
+//! carry broadcasts between nodes and resolve them against each node's own index.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
+
+use crate::engine::Sid;
+
+/// A room name.
+pub type Room = String;
+
+/// Who a broadcast reaches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BroadcastOptions {
+    /// Sockets in any of these rooms (all sockets when empty).
+    pub rooms: Vec<Room>,
+    /// Minus the sockets in any of these rooms.
+    pub except: Vec<Room>,
+    /// Minus this socket (the sender of `socket.broadcast()` / `socket.to()`).
+    pub except_sid: Option<Sid>,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    rooms: HashMap<Room, HashSet<Sid>>,
+    by_socket: HashMap<Sid, HashSet<Room>>,
+}
+
+/// Rooms and their members, for one namespace on this node.
+#[derive(Debug, Default)]
+pub(crate) struct LocalAdapter {
+    index: RwLock<Index>,
+}
+
+impl LocalAdapter {
+    pub(crate) fn join(&self, sid: Sid, rooms: impl IntoIterator<Item = Room>) {
+        let mut index = self.write();
+        for room in rooms {
+            index.rooms.entry(room.clone()).or_default().insert(sid);
+            index.by_socket.entry(sid).or_default().insert(room);
+        }
+    }
+
+    pub(crate) fn leave(&self, sid: Sid, rooms: impl IntoIterator<Item = Room>) {
+        let mut index = self.write();
+        for room in rooms {
+            remove_member(&mut index.rooms, &room, sid);
+            if let Some(of_socket) = index.by_socket.get_mut(&sid) {
+                of_socket.remove(&room);
+            }
+        }
+    }
+
+    pub(crate) fn leave_all(&self, sid: Sid) {
+        let mut index = self.write();
+        for room in index.by_socket.remove(&sid).unwrap_or_default() {
+            remove_member(&mut index.rooms, &room, sid);
+        }
+    }
+
+    pub(crate) fn rooms_of(&self, sid: Sid) -> Vec<Room> {
+        self.read()
+            .by_socket
+            .get(&sid)
+            .map(|rooms| rooms.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The sockets a broadcast reaches; `all` lists every socket of the namespace.
+    pub(crate) fn targets(
+        &self,
+        opts: &BroadcastOptions,
+        all: impl Iterator<Item = Sid>,
+    ) -> Vec<Sid> {
+        let index = self.read();
+        let excluded = |sid: &Sid| {
+            opts.except_sid == Some(*sid)
+                || opts
+                    .except
+                    .iter()
+                    .any(|room| index.rooms.get(room).is_some_and(|m| m.contains(sid)))
+        };
+        if opts.rooms.is_empty() {
+            return all.filter(|sid| !excluded(sid)).collect();
+        }
+        let mut seen = HashSet::new();
+        opts.rooms
+            .iter()
+            .filter_map(|room| index.rooms.get(room))
+            .flatten()
+            .filter(|sid| !excluded(sid) && seen.insert(**sid))
+            .copied()
+            .collect()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn remove_member(rooms: &mut HashMap<Room, HashSet<Sid>>, room: &str, sid: Sid) {
+    if let Some(members) = rooms.get_mut(room) {
+        members.remove(&sid);
+        if members.is_empty() {
+            rooms.remove(room);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_targets_follow_rooms_and_exceptions() {
+        let adapter = LocalAdapter::default();
+        let (a, b, c) = (Sid::new(0), Sid::new(0), Sid::new(0));
+        adapter.join(a, ["r1".to_string(), "r2".to_string()]);
+        adapter.join(b, ["r1".to_string()]);
+        adapter.join(c, ["r3".to_string()]);
+        let all = [a, b, c];
+        let targets = |opts: BroadcastOptions| {
+            let mut t = adapter.targets(&opts, all.iter().copied());
+            t.sort();
+            t
+        };
+        let sorted = |mut v: Vec<Sid>| {
+            v.sort();
+            v
+        };
+        assert_eq!(targets(BroadcastOptions::default()), sorted(vec![a, b, c]));
+        let in_r1 = BroadcastOptions {
+            rooms: vec!["r1".into(), "r2".into()],
+            ..Default::default()
+        };
+        assert_eq!(targets(in_r1.clone()), sorted(vec![a, b]));
+        assert_eq!(
+            targets(BroadcastOptions {
+                except: vec!["r2".into()],
+                ..in_r1.clone()
+            }),
+            vec![b]
+        );
+        assert_eq!(
+            targets(BroadcastOptions {
+                except_sid: Some(b),
+                ..in_r1
+            }),
+            vec![a]
+        );
+        adapter.leave(a, ["r1".to_string()]);
+        assert_eq!(adapter.rooms_of(a), vec!["r2".to_string()]);
+        adapter.leave_all(a);
+        assert!(adapter.rooms_of(a).is_empty());
+        assert_eq!(
+            adapter.targets(&BroadcastOptions::default(), std::iter::empty()),
+            vec![]
+        );
+    }
+}

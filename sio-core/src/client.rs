@@ -1,0 +1,213 @@
+//! The Engine.IO handler of the Socket.IO layer: decodes each connection's packets and routes
+//! them to its namespaces' sockets.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::engine::{self, CloseReason, Message};
+use crate::io::IoInner;
+use crate::parser::{Decoder, Packet, PacketData};
+use crate::socket::{Conn, DisconnectReason, Socket, SocketRef};
+
+/// Per-connection state: the sockets of each namespace and the packet decoder.
+#[derive(Debug, Default)]
+pub(crate) struct Connection {
+    sockets: Mutex<HashMap<String, SocketRef>>,
+    decoder: Mutex<Option<Decoder>>,
+    /// Set once any namespace connected; the connect timeout checks it.
+    connected_once: AtomicBool,
+}
+
+impl Connection {
+    pub(crate) fn insert(&self, ns: String, socket: SocketRef) {
+        self.connected_once.store(true, Ordering::Release);
+        self.lock().insert(ns, socket);
+    }
+
+    pub(crate) fn remove(&self, ns: &str) -> Option<SocketRef> {
+        self.lock().remove(ns)
+    }
+
+    fn get(&self, ns: &str) -> Option<SocketRef> {
+        self.lock().get(ns).cloned()
+    }
+
+    /// The connection's sockets, one per joined namespace.
+    pub(crate) fn sockets(&self) -> Vec<SocketRef> {
+        self.lock().values().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SocketRef>> {
+        self.sockets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The Socket.IO layer as an Engine.IO [`Handler`](engine::Handler).
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub(crate) io: Arc<IoInner>,
+}
+
+impl engine::Handler for Client {
+    type Data = Connection;
+
+    fn on_open(&self, conn: &Arc<Conn>) {
+        *conn
+            .data
+            .decoder
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(Decoder::new(self.io.config.parser_limits.clone()));
+        // A connection that joins no namespace in time is closed (Node's `connectTimeout`).
+        let timeout = self.io.config.connect_timeout;
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = conn.closed() => {}
+                () = tokio::time::sleep(timeout) => {
+                    if !conn.data.connected_once.load(Ordering::Acquire) {
+                        tracing::debug!(sid = %conn.sid(), "no namespace joined in time, closing");
+                        conn.close(CloseReason::ForcedClose);
+                    }
+                }
+            }
+        });
+    }
+
+    fn on_message(&self, conn: &Arc<Conn>, message: Message) {
+        let decoded = {
+            let mut decoder = conn
+                .data
+                .decoder
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match (decoder.as_mut(), message) {
+                (Some(d), Message::Text(text)) => d.decode_text(&text),
+                (Some(d), Message::Binary(data)) => d.decode_binary(data),
+                (None, _) => return,
+            }
+        };
+        match decoded {
+            Ok(Some(packet)) => self.on_packet(conn, packet),
+            Ok(None) => {}
+            Err(err) => {
+                tracing::debug!(sid = %conn.sid(), %err, "invalid Socket.IO packet, closing");
+                conn.close(CloseReason::ParseError);
+            }
+        }
+    }
+
+    fn on_close(&self, conn: &Arc<Conn>, reason: CloseReason) {
+        for socket in conn.data.sockets() {
+            socket.nsp().remove_socket(&socket, reason.into());
+        }
+    }
+}
+
+impl Client {
+    fn on_packet(&self, conn: &Arc<Conn>, packet: Packet) {
+        let Packet { ns, data } = packet;
+        match data {
+            PacketData::Connect(auth) => self.connect(conn, ns, auth),
+            data => {
+                let Some(socket) = conn.data.get(&ns) else {
+                    tracing::debug!(sid = %conn.sid(), %ns, "packet for a namespace not joined");
+                    return;
+                };
+                match data {
+                    PacketData::Event {
+                        args,
+                        id,
+                        attachments,
+                    } => {
+                        let mut args = match args {
+                            serde_json::Value::Array(args) => args.into_iter(),
+                            _ => return,
+                        };
+                        let event = match args.next() {
+                            Some(serde_json::Value::String(name)) => name,
+                            Some(other) => other.to_string(),
+                            None => return,
+                        };
+                        socket
+                            .nsp()
+                            .dispatch(&socket, event, args.collect(), id, attachments);
+                    }
+                    PacketData::Ack {
+                        args,
+                        id,
+                        attachments,
+                    } => {
+                        let args = match args {
+                            serde_json::Value::Array(args) => args,
+                            other => vec![other],
+                        };
+                        socket.on_ack(id, args, attachments);
+                    }
+                    PacketData::Disconnect => {
+                        socket
+                            .nsp()
+                            .remove_socket(&socket, DisconnectReason::ClientNamespaceDisconnect);
+                    }
+                    _ => {
+                        tracing::debug!(sid = %conn.sid(), %ns, "unexpected packet from the client");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Connects the client to a namespace: unknown namespaces and refused middlewares get a
+    /// CONNECT_ERROR, the rest a CONNECT with the socket id, then the connect handler runs.
+    fn connect(&self, conn: &Arc<Conn>, ns: String, auth: Option<serde_json::Value>) {
+        let Some(nsp) = self.io.namespace(&ns) else {
+            refuse(conn, ns, &crate::ConnectError::new("Invalid namespace"));
+            return;
+        };
+        if conn.data.get(&ns).is_some() {
+            tracing::debug!(sid = %conn.sid(), %ns, "namespace joined twice, ignored");
+            return;
+        }
+        let auth = auth.unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+        let socket = Socket::connect(nsp.clone(), conn.clone(), auth);
+        if !nsp.has_middlewares() {
+            finish_connect(socket);
+            return;
+        }
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            match nsp.run_middlewares(&socket).await {
+                Ok(()) => finish_connect(socket),
+                Err(refusal) => refuse(&conn, ns, &refusal),
+            }
+        });
+    }
+}
+
+fn finish_connect(socket: SocketRef) {
+    if socket.conn().is_closed() {
+        return;
+    }
+    let nsp = socket.nsp().clone();
+    nsp.add_socket(socket.clone());
+    let mut reply = serde_json::Map::new();
+    reply.insert("sid".into(), socket.id().to_string().into());
+    let packet = Packet {
+        ns: nsp.path().to_owned(),
+        data: PacketData::Connect(Some(reply.into())),
+    };
+    if socket.send_packet(&packet).is_ok() {
+        nsp.on_connected(&socket);
+    }
+}
+
+fn refuse(conn: &Conn, ns: String, error: &crate::ConnectError) {
+    let packet = Packet {
+        ns,
+        data: PacketData::ConnectError(error.to_payload()),
+    };
+    let _ = conn.send_all(crate::emit::frames(&packet));
+}

@@ -1,0 +1,77 @@
+//! Turning a Socket.IO packet into the Engine.IO frames that carry it.
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::engine::{Frame, SendError};
+use crate::parser::{self, Packet};
+
+/// Why an emit failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmitError {
+    /// The data does not serialize to JSON.
+    #[error("cannot serialize the data: {0}")]
+    Serialize(#[from] serde_json::Error),
+    /// The socket's session is closed, or its outbound buffer is full (see
+    /// [`EngineConfig::max_buffer_size`](crate::engine::EngineConfig::max_buffer_size)).
+    #[error(transparent)]
+    Send(#[from] SendError),
+}
+
+/// The frames of one packet: its text, then its binary attachments.
+pub(crate) fn frames(packet: &Packet) -> Vec<Frame> {
+    let (text, attachments) = parser::encode(packet);
+    let mut frames = Vec::with_capacity(1 + attachments.len());
+    frames.push(Frame::message(&text));
+    frames.extend(attachments.into_iter().map(Frame::Binary));
+    frames
+}
+
+/// Arguments for a packet with `attachments`: when the arguments hold no placeholder (the
+/// attachments were added with `.bin(...)`), one placeholder argument per attachment is
+/// appended, so the client receives each as an argument; arguments that already reference
+/// them (an event being forwarded) are kept as they are.
+pub(crate) fn with_placeholders(mut args: Vec<Value>, attachments: &[Bytes]) -> Vec<Value> {
+    if !attachments.is_empty() && !args.iter().any(has_placeholder) {
+        args.extend((0..attachments.len()).map(|num| {
+            let mut placeholder = serde_json::Map::new();
+            placeholder.insert("_placeholder".into(), Value::Bool(true));
+            placeholder.insert("num".into(), num.into());
+            Value::Object(placeholder)
+        }));
+    }
+    args
+}
+
+fn has_placeholder(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => {
+            map.get("_placeholder") == Some(&Value::Bool(true)) || map.values().any(has_placeholder)
+        }
+        Value::Array(items) => items.iter().any(has_placeholder),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn placeholders_are_added_only_when_missing() {
+        let bin = [Bytes::from_static(b"a"), Bytes::from_static(b"b")];
+        assert_eq!(
+            with_placeholders(vec![json!("x")], &bin),
+            vec![
+                json!("x"),
+                json!({"_placeholder": true, "num": 0}),
+                json!({"_placeholder": true, "num": 1})
+            ]
+        );
+        let forwarded = vec![json!({"f": {"_placeholder": true, "num": 0}})];
+        assert_eq!(with_placeholders(forwarded.clone(), &bin), forwarded);
+        assert_eq!(with_placeholders(vec![json!(1)], &[]), vec![json!(1)]);
+    }
+}

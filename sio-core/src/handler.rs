@@ -1,0 +1,192 @@
+//! Handlers: async functions whose arguments are extractors.
+//!
+//! Any `async fn` (or closure returning a future) whose arguments all implement
+//! [`FromContext`](crate::extract::FromContext), up to 16 of them and in any order, is a
+//! [`Handler`]. There is no macro magic: each argument is extracted from the event, then the
+//! function is called.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::FutureExt as _;
+
+use crate::extract::{Context, ExtractError, FromContext};
+
+/// A boxed, sendable future.
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// An async function that sio can call with extracted arguments.
+///
+/// If you see "the trait `Handler<_>` is not implemented", one of the function's arguments is
+/// not an extractor (see [`extract`](crate::extract)), the function is not `async`, or its
+/// future is not `Send` (a `!Send` value such as an `Rc` or a `std` mutex guard lives across an
+/// `.await`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a sio handler",
+    note = "a handler is an async fn (or a closure returning a future) whose arguments all implement `FromContext` (SocketRef, Data<T>, TryData<T>, Args, Bin, AckSender, Event, State<T>, Auth<T>, DisconnectReason), at most 16 of them; its future must be `Send`"
+)]
+pub trait Handler<T>: Clone + Send + Sync + 'static {
+    /// The future the handler returns.
+    type Future: Future + Send + 'static;
+
+    /// Extracts the arguments from `ctx` and calls the function.
+    fn call(&self, ctx: &mut Context) -> Result<Self::Future, ExtractError>;
+}
+
+macro_rules! impl_handler {
+    ($($ty:ident),*) => {
+        #[diagnostic::do_not_recommend]
+        impl<F, Fut, $($ty,)*> Handler<($($ty,)*)> for F
+        where
+            F: Fn($($ty),*) -> Fut + Clone + Send + Sync + 'static,
+            Fut: Future + Send + 'static,
+            $($ty: FromContext,)*
+        {
+            type Future = Fut;
+
+            #[allow(non_snake_case, unused_variables)]
+            fn call(&self, ctx: &mut Context) -> Result<Fut, ExtractError> {
+                $(let $ty = $ty::from_context(ctx)?;)*
+                Ok((self)($($ty),*))
+            }
+        }
+    };
+}
+
+impl_handler!();
+impl_handler!(T1);
+impl_handler!(T1, T2);
+impl_handler!(T1, T2, T3);
+impl_handler!(T1, T2, T3, T4);
+impl_handler!(T1, T2, T3, T4, T5);
+impl_handler!(T1, T2, T3, T4, T5, T6);
+impl_handler!(T1, T2, T3, T4, T5, T6, T7);
+impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8);
+impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9);
+impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10);
+impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11);
+impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12);
+impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13);
+impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14);
+impl_handler!(
+    T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14, T15
+);
+impl_handler!(
+    T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14, T15, T16
+);
+
+/// What an event, connect or disconnect handler may return: nothing, or a `Result` whose error
+/// is logged (target `sio::handler`).
+pub trait HandlerResult: Send + 'static {
+    /// The error to log, if any.
+    fn into_error(self) -> Option<String>;
+}
+
+impl HandlerResult for () {
+    fn into_error(self) -> Option<String> {
+        None
+    }
+}
+
+impl<E: fmt::Display + Send + 'static> HandlerResult for Result<(), E> {
+    fn into_error(self) -> Option<String> {
+        self.err().map(|e| e.to_string())
+    }
+}
+
+/// Why a middleware refused a connection; the client gets it as a `CONNECT_ERROR`
+/// (`{"message": ..., "data": ...}`) and its `connect_error` event.
+///
+/// ```
+/// use sio_core::ConnectError;
+/// use serde_json::json;
+///
+/// let err = ConnectError::new("not authorized").with_data(json!({"retry": false}));
+/// assert_eq!(err.to_string(), "not authorized");
+/// ```
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectError {
+    message: String,
+    data: Option<serde_json::Value>,
+}
+
+impl ConnectError {
+    /// A refusal with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        ConnectError {
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// Adds data the client receives as `err.data`.
+    pub fn with_data(mut self, data: serde_json::Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// The CONNECT_ERROR payload.
+    pub(crate) fn to_payload(&self) -> serde_json::Value {
+        let mut payload = serde_json::Map::new();
+        payload.insert("message".into(), self.message.clone().into());
+        if let Some(data) = &self.data {
+            payload.insert("data".into(), data.clone());
+        }
+        payload.into()
+    }
+}
+
+impl From<&str> for ConnectError {
+    fn from(message: &str) -> Self {
+        ConnectError::new(message)
+    }
+}
+
+impl From<String> for ConnectError {
+    fn from(message: String) -> Self {
+        ConnectError::new(message)
+    }
+}
+
+/// What a middleware returns: `Ok(())` lets the connection through, an error refuses it.
+pub trait MiddlewareResult: Send + 'static {
+    /// The refusal, if any.
+    fn into_refusal(self) -> Option<ConnectError>;
+}
+
+impl<E: Into<ConnectError> + Send + 'static> MiddlewareResult for Result<(), E> {
+    fn into_refusal(self) -> Option<ConnectError> {
+        self.err().map(Into::into)
+    }
+}
+
+/// A handler with its types erased, as namespaces store them.
+pub(crate) type Erased<O> =
+    Arc<dyn Fn(&mut Context) -> Result<BoxFuture<O>, ExtractError> + Send + Sync>;
+
+/// Erases a handler whose output is turned into `O` by `map`.
+pub(crate) fn erase<H, T, O>(handler: H, map: fn(<H::Future as Future>::Output) -> O) -> Erased<O>
+where
+    H: Handler<T>,
+    T: 'static,
+    O: 'static,
+{
+    Arc::new(move |ctx| {
+        let fut = handler.call(ctx)?;
+        Ok(Box::pin(fut.map(map)))
+    })
+}
+
+/// Runs a handler's future: polled once right here (most handlers finish without waiting, and
+/// then cost no task), spawned only if it has to wait.
+pub(crate) fn run<O: Send + 'static>(mut fut: BoxFuture<O>, done: impl FnOnce(O) + Send + 'static) {
+    match (&mut fut).now_or_never() {
+        Some(out) => done(out),
+        None => {
+            tokio::spawn(async move { done(fut.await) });
+        }
+    }
+}

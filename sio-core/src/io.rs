@@ -1,0 +1,306 @@
+//! The server handle: configuration, namespaces, and the actix-web service.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::adapter::BroadcastOptions;
+use crate::client::Client;
+use crate::emit::EmitError;
+use actix_web::dev::HttpServiceFactory;
+
+use crate::engine::{Engine, EngineConfig, EngineConfigBuilder};
+use crate::extensions::Extensions;
+use crate::namespace::{Handlers, Namespace, Nsp, Shared};
+use crate::operators::{BroadcastOperators, RoomParam};
+use crate::parser::Limits;
+use crate::socket::SocketRef;
+
+/// Socket.IO settings on top of the Engine.IO ones, with Node's names and defaults.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SocketIoConfig {
+    /// Time a connection has to join a namespace before it is closed (`connectTimeout`).
+    /// Default 45 s.
+    pub connect_timeout: Duration,
+    /// Default time `emit_with_ack` waits for answers. Default 5 s.
+    pub ack_timeout: Duration,
+    /// Limits of the packet decoder (binary attachments per packet and their size).
+    pub parser_limits: Limits,
+}
+
+impl Default for SocketIoConfig {
+    fn default() -> Self {
+        SocketIoConfig {
+            connect_timeout: Duration::from_secs(45),
+            ack_timeout: Duration::from_secs(5),
+            parser_limits: Limits::default(),
+        }
+    }
+}
+
+type Predicate = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// What the Engine.IO handler shares with the [`SocketIo`] handle.
+pub(crate) struct IoInner {
+    pub(crate) config: SocketIoConfig,
+    shared: Arc<Shared>,
+    namespaces: RwLock<HashMap<String, Arc<Nsp>>>,
+    dynamic: Vec<(Predicate, Arc<Handlers>)>,
+}
+
+impl fmt::Debug for IoInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IoInner")
+            .field("config", &self.config)
+            .field("dynamic", &self.dynamic.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl IoInner {
+    /// The namespace at `path`, created on first use when a dynamic namespace matches it.
+    pub(crate) fn namespace(&self, path: &str) -> Option<Arc<Nsp>> {
+        if let Some(nsp) = self.read().get(path) {
+            return Some(nsp.clone());
+        }
+        let handlers = self
+            .dynamic
+            .iter()
+            .find(|(matches, _)| matches(path))
+            .map(|(_, handlers)| handlers.clone())?;
+        let mut namespaces = self
+            .namespaces
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let nsp = namespaces
+            .entry(path.to_owned())
+            .or_insert_with(|| Nsp::new(path.to_owned(), handlers, self.shared.clone()));
+        Some(nsp.clone())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Nsp>>> {
+        self.namespaces
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A Socket.IO server. Cheap to clone: build it once, outside `HttpServer::new`, and give each
+/// worker's `App` its [`service`](SocketIo::service).
+///
+/// ```no_run
+/// use actix_web::{App, HttpServer};
+/// use sio_core::{AckSender, Data, Namespace, SocketIo, SocketRef};
+/// use serde_json::Value;
+///
+/// #[actix_web::main]
+/// async fn main() -> std::io::Result<()> {
+///     let io = SocketIo::builder()
+///         .namespace(Namespace::new("/").on(
+///             "echo",
+///             |Data(v): Data<Value>, ack: AckSender| async move {
+///                 let _ = ack.send(&v);
+///             },
+///         ))
+///         .build();
+///     HttpServer::new(move || App::new().service(io.service()))
+///         .bind(("127.0.0.1", 3000))?
+///         .run()
+///         .await
+/// }
+/// ```
+#[derive(Clone)]
+pub struct SocketIo {
+    inner: Arc<IoInner>,
+    engine: Engine<Client>,
+}
+
+impl fmt::Debug for SocketIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SocketIo")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SocketIo {
+    /// A builder with Node's defaults (path `/socket.io/`).
+    pub fn builder() -> SocketIoBuilder {
+        SocketIoBuilder {
+            engine: EngineConfig::builder().path("/socket.io/"),
+            config: SocketIoConfig::default(),
+            namespaces: Vec::new(),
+            dynamic: Vec::new(),
+            state: Extensions::default(),
+        }
+    }
+
+    /// The actix-web service answering on the configured path.
+    pub fn service(&self) -> impl HttpServiceFactory + 'static {
+        self.engine.service()
+    }
+
+    /// Operators on the namespace at `path`, if it exists.
+    pub fn of(&self, path: &str) -> Option<BroadcastOperators> {
+        let nsp = self.inner.read().get(path).cloned()?;
+        Some(BroadcastOperators::new(nsp, BroadcastOptions::default()))
+    }
+
+    /// Operators on the main namespace `/` (which always exists).
+    fn main(&self) -> BroadcastOperators {
+        let nsp = self.inner.namespace("/").unwrap_or_else(|| {
+            // `build` always registers `/`; this only guards against a future change of that.
+            Nsp::new("/".into(), Arc::default(), self.inner.shared.clone())
+        });
+        BroadcastOperators::new(nsp, BroadcastOptions::default())
+    }
+
+    /// Sends an event to every socket of the main namespace (`io.emit`).
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
+        self.main().emit(event, data)
+    }
+
+    /// Sockets of the main namespace in these rooms (`io.to(room)`).
+    pub fn to(&self, rooms: impl RoomParam) -> BroadcastOperators {
+        self.main().to(rooms)
+    }
+
+    /// Sockets of the main namespace not in these rooms (`io.except(room)`).
+    pub fn except(&self, rooms: impl RoomParam) -> BroadcastOperators {
+        self.main().except(rooms)
+    }
+
+    /// Every socket of the main namespace (`io.fetchSockets()`).
+    pub fn sockets(&self) -> Vec<SocketRef> {
+        self.main().sockets()
+    }
+
+    /// Closes every connection, telling clients the server is going away.
+    pub fn close(&self) {
+        self.engine.close_all();
+    }
+}
+
+/// Builds a [`SocketIo`].
+#[must_use]
+pub struct SocketIoBuilder {
+    engine: EngineConfigBuilder,
+    config: SocketIoConfig,
+    namespaces: Vec<Namespace>,
+    dynamic: Vec<(Predicate, Namespace)>,
+    state: Extensions,
+}
+
+impl fmt::Debug for SocketIoBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SocketIoBuilder")
+            .field("engine", &self.engine)
+            .field("config", &self.config)
+            .field("namespaces", &self.namespaces)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SocketIoBuilder {
+    /// Changes the Engine.IO settings (path, ping interval and timeout, max payload, CORS...).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sio_core::SocketIo;
+    ///
+    /// let io = SocketIo::builder()
+    ///     .engine(|e| e.ping_interval(Duration::from_secs(10)))
+    ///     .build();
+    /// # let _ = io;
+    /// ```
+    pub fn engine(
+        mut self,
+        configure: impl FnOnce(EngineConfigBuilder) -> EngineConfigBuilder,
+    ) -> Self {
+        self.engine = configure(self.engine);
+        self
+    }
+
+    /// Sets [`SocketIoConfig::connect_timeout`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`SocketIoConfig::ack_timeout`].
+    pub fn ack_timeout(mut self, timeout: Duration) -> Self {
+        self.config.ack_timeout = timeout;
+        self
+    }
+
+    /// Sets [`SocketIoConfig::parser_limits`].
+    pub fn parser_limits(mut self, limits: Limits) -> Self {
+        self.config.parser_limits = limits;
+        self
+    }
+
+    /// Adds a namespace. `/` exists even when not added (with no handlers).
+    pub fn namespace(mut self, namespace: Namespace) -> Self {
+        self.namespaces.push(namespace);
+        self
+    }
+
+    /// Adds namespaces created on demand: the first client that asks for a path `matches`
+    /// accepts creates it with `namespace`'s handlers (Node's `io.of(/regex/)`).
+    ///
+    /// ```
+    /// use sio_core::{Namespace, SocketIo};
+    ///
+    /// let io = SocketIo::builder()
+    ///     .dynamic_namespace(|path| path.starts_with("/room-"), Namespace::new("/room-*"))
+    ///     .build();
+    /// # let _ = io;
+    /// ```
+    pub fn dynamic_namespace(
+        mut self,
+        matches: impl Fn(&str) -> bool + Send + Sync + 'static,
+        namespace: Namespace,
+    ) -> Self {
+        self.dynamic.push((Box::new(matches), namespace));
+        self
+    }
+
+    /// Application state that handlers get with [`State<T>`](crate::State).
+    pub fn with_state<T: Clone + Send + Sync + 'static>(self, state: T) -> Self {
+        self.state.insert(state);
+        self
+    }
+
+    /// The server.
+    pub fn build(self) -> SocketIo {
+        let shared = Arc::new(Shared {
+            state: self.state,
+            ack_timeout: self.config.ack_timeout,
+        });
+        let mut namespaces = HashMap::new();
+        for namespace in self.namespaces {
+            let (path, handlers) = namespace.into_parts();
+            namespaces.insert(path.clone(), Nsp::new(path, handlers, shared.clone()));
+        }
+        namespaces
+            .entry("/".to_owned())
+            .or_insert_with(|| Nsp::new("/".into(), Arc::default(), shared.clone()));
+        let dynamic = self
+            .dynamic
+            .into_iter()
+            .map(|(matches, namespace)| (matches, namespace.into_parts().1))
+            .collect();
+        let inner = Arc::new(IoInner {
+            config: self.config,
+            shared,
+            namespaces: RwLock::new(namespaces),
+            dynamic,
+        });
+        let engine = Engine::new(self.engine.build(), Client { io: inner.clone() });
+        SocketIo { inner, engine }
+    }
+}

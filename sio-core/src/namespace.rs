@@ -1,0 +1,339 @@
+//! Namespaces: the handlers a user registers, and the sockets connected to each namespace.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::adapter::LocalAdapter;
+use crate::engine::Sid;
+use crate::extensions::Extensions;
+use crate::extract::Context;
+use crate::handler::{ConnectError, Erased, Handler, HandlerResult, MiddlewareResult, erase, run};
+use crate::socket::{DisconnectReason, Socket, SocketRef};
+
+/// The handlers of a namespace, built before the server starts.
+///
+/// ```
+/// use sio_core::{AckSender, Data, Namespace, SocketRef};
+/// use serde_json::Value;
+///
+/// let chat = Namespace::new("/chat")
+///     .on_connect(|socket: SocketRef| async move {
+///         socket.join("lobby");
+///     })
+///     .on("message", |socket: SocketRef, Data(text): Data<String>| async move {
+///         let _ = socket.to("lobby").emit("message", &text);
+///     })
+///     .on("ping", |ack: AckSender| async move {
+///         let _ = ack.send("pong");
+///     });
+/// # let _ = chat;
+/// ```
+#[derive(Clone)]
+pub struct Namespace {
+    path: String,
+    handlers: Handlers,
+}
+
+type EventHandler = Erased<Option<String>>;
+
+#[derive(Clone, Default)]
+pub(crate) struct Handlers {
+    events: HashMap<String, EventHandler>,
+    any: Option<EventHandler>,
+    connect: Option<EventHandler>,
+    disconnect: Option<EventHandler>,
+    middlewares: Vec<Erased<Option<ConnectError>>>,
+}
+
+impl fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut events: Vec<_> = self.handlers.events.keys().collect();
+        events.sort();
+        f.debug_struct("Namespace")
+            .field("path", &self.path)
+            .field("events", &events)
+            .field("middlewares", &self.handlers.middlewares.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Namespace {
+    /// A namespace at `path` (a leading `/` is added when missing).
+    pub fn new(path: impl Into<String>) -> Self {
+        let mut path = path.into();
+        if !path.starts_with('/') {
+            path.insert(0, '/');
+        }
+        Namespace {
+            path,
+            handlers: Handlers::default(),
+        }
+    }
+
+    /// The namespace's path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Handles the event `event` (`socket.on(event, ...)`); a second handler for the same
+    /// event replaces the first.
+    pub fn on<H, T>(mut self, event: impl Into<String>, handler: H) -> Self
+    where
+        H: Handler<T>,
+        T: 'static,
+        <H::Future as Future>::Output: HandlerResult,
+    {
+        self.handlers
+            .events
+            .insert(event.into(), erase(handler, HandlerResult::into_error));
+        self
+    }
+
+    /// Handles every event, before its own handler (`socket.onAny(...)`); take [`Event`]
+    /// (crate::Event) to know which one.
+    pub fn on_any<H, T>(mut self, handler: H) -> Self
+    where
+        H: Handler<T>,
+        T: 'static,
+        <H::Future as Future>::Output: HandlerResult,
+    {
+        self.handlers.any = Some(erase(handler, HandlerResult::into_error));
+        self
+    }
+
+    /// Runs when a socket has connected (`io.on("connection", ...)`); [`Data`](crate::Data)
+    /// gives the auth payload.
+    pub fn on_connect<H, T>(mut self, handler: H) -> Self
+    where
+        H: Handler<T>,
+        T: 'static,
+        <H::Future as Future>::Output: HandlerResult,
+    {
+        self.handlers.connect = Some(erase(handler, HandlerResult::into_error));
+        self
+    }
+
+    /// Runs when a socket has disconnected; take [`DisconnectReason`] to know why.
+    pub fn on_disconnect<H, T>(mut self, handler: H) -> Self
+    where
+        H: Handler<T>,
+        T: 'static,
+        <H::Future as Future>::Output: HandlerResult,
+    {
+        self.handlers.disconnect = Some(erase(handler, HandlerResult::into_error));
+        self
+    }
+
+    /// Runs before a socket connects (`namespace.use(...)`), in the order added; the first
+    /// error refuses the connection with a `CONNECT_ERROR` carrying its message and data.
+    ///
+    /// ```
+    /// use sio_core::{Auth, ConnectError, Namespace};
+    /// use serde::Deserialize;
+    ///
+    /// #[derive(Deserialize)]
+    /// struct Token { token: String }
+    ///
+    /// let ns = Namespace::new("/").middleware(|Auth(auth): Auth<Token>| async move {
+    ///     if auth.token == "secret" { Ok(()) } else { Err(ConnectError::new("not authorized")) }
+    /// });
+    /// # let _ = ns;
+    /// ```
+    pub fn middleware<H, T>(mut self, handler: H) -> Self
+    where
+        H: Handler<T>,
+        T: 'static,
+        <H::Future as Future>::Output: MiddlewareResult,
+    {
+        self.handlers
+            .middlewares
+            .push(erase(handler, MiddlewareResult::into_refusal));
+        self
+    }
+
+    pub(crate) fn into_parts(self) -> (String, Arc<Handlers>) {
+        (self.path, Arc::new(self.handlers))
+    }
+}
+
+/// What every namespace of one server shares.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) state: Extensions,
+    pub(crate) ack_timeout: Duration,
+}
+
+/// A namespace at run time: its handlers, its sockets and its rooms.
+pub(crate) struct Nsp {
+    path: String,
+    handlers: Arc<Handlers>,
+    sockets: RwLock<HashMap<Sid, SocketRef>>,
+    adapter: LocalAdapter,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Nsp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Nsp")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Nsp {
+    pub(crate) fn new(path: String, handlers: Arc<Handlers>, shared: Arc<Shared>) -> Arc<Self> {
+        Arc::new(Nsp {
+            path,
+            handlers,
+            sockets: RwLock::new(HashMap::new()),
+            adapter: LocalAdapter::default(),
+            shared,
+        })
+    }
+
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub(crate) fn adapter(&self) -> &LocalAdapter {
+        &self.adapter
+    }
+
+    pub(crate) fn state(&self) -> &Extensions {
+        &self.shared.state
+    }
+
+    pub(crate) fn ack_timeout(&self) -> Duration {
+        self.shared.ack_timeout
+    }
+
+    pub(crate) fn has_middlewares(&self) -> bool {
+        !self.handlers.middlewares.is_empty()
+    }
+
+    pub(crate) fn socket(&self, sid: Sid) -> Option<SocketRef> {
+        self.read().get(&sid).cloned()
+    }
+
+    pub(crate) fn socket_ids(&self) -> Vec<Sid> {
+        self.read().keys().copied().collect()
+    }
+
+    /// Runs the middlewares in order; the first refusal wins.
+    pub(crate) async fn run_middlewares(&self, socket: &SocketRef) -> Result<(), ConnectError> {
+        for middleware in &self.handlers.middlewares {
+            let mut ctx = connect_context(socket);
+            let fut = middleware(&mut ctx).map_err(|err| {
+                tracing::debug!(target: "sio::rejection", %err, "middleware argument rejected");
+                ConnectError::new(err.to_string())
+            })?;
+            if let Some(refusal) = fut.await {
+                return Err(refusal);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a socket that passed the middlewares, then runs the connect handler.
+    pub(crate) fn add_socket(&self, socket: SocketRef) {
+        socket.set_connected(true);
+        self.write().insert(socket.id(), socket.clone());
+        self.adapter.join(socket.id(), [socket.id().to_string()]);
+        socket.conn().data.insert(self.path.clone(), socket.clone());
+    }
+
+    /// Runs the connect handler of a socket that was just added.
+    pub(crate) fn on_connected(&self, socket: &SocketRef) {
+        if let Some(handler) = &self.handlers.connect {
+            call(handler, connect_context(socket), "connect");
+        }
+    }
+
+    /// Removes a socket (once) and runs the disconnect handler.
+    pub(crate) fn remove_socket(&self, socket: &Socket, reason: DisconnectReason) {
+        let Some(socket) = self.write().remove(&socket.id()) else {
+            return;
+        };
+        socket.set_connected(false);
+        self.adapter.leave_all(socket.id());
+        socket.conn().data.remove(&self.path);
+        socket.drop_acks();
+        tracing::debug!(socket = %socket.id(), ns = %self.path, %reason, "socket disconnected");
+        if let Some(handler) = &self.handlers.disconnect {
+            let mut ctx = Context::new(socket);
+            ctx.reason = Some(reason);
+            call(handler, ctx, "disconnect");
+        }
+    }
+
+    /// Runs the handlers of an event (the catch-all one first).
+    pub(crate) fn dispatch(
+        &self,
+        socket: &SocketRef,
+        event: String,
+        args: Vec<Value>,
+        id: Option<u64>,
+        attachments: Vec<Bytes>,
+    ) {
+        let own = self.handlers.events.get(&event);
+        let ctx = |args, attachments| Context {
+            event: Some(event.clone()),
+            args: Some(args),
+            attachments: Some(attachments),
+            ack_id: id,
+            ..Context::new(socket.clone())
+        };
+        match (&self.handlers.any, own) {
+            (Some(any), Some(own)) => {
+                call(any, ctx(args.clone(), attachments.clone()), &event);
+                call(own, ctx(args, attachments), &event);
+            }
+            (Some(one), None) | (None, Some(one)) => call(one, ctx(args, attachments), &event),
+            (None, None) => {
+                tracing::trace!(socket = %socket.id(), %event, "no handler for the event");
+            }
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Sid, SocketRef>> {
+        self.sockets
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Sid, SocketRef>> {
+        self.sockets
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn connect_context(socket: &SocketRef) -> Context {
+    let mut ctx = Context::new(socket.clone());
+    ctx.args = Some(vec![socket.handshake().auth.clone()]);
+    ctx
+}
+
+/// Calls a handler, logging a rejected argument or a returned error.
+fn call(handler: &EventHandler, mut ctx: Context, what: &str) {
+    let socket = ctx.socket.id();
+    match handler(&mut ctx) {
+        Ok(fut) => {
+            let what = what.to_owned();
+            run(fut, move |err| {
+                if let Some(err) = err {
+                    tracing::warn!(target: "sio::handler", %socket, handler = %what, %err, "handler failed");
+                }
+            });
+        }
+        Err(err) => {
+            tracing::debug!(target: "sio::rejection", %socket, handler = %what, %err, "handler not called");
+        }
+    }
+}

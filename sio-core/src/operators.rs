@@ -1,0 +1,221 @@
+//! Broadcast operators: choosing which sockets an emit reaches (`io.to("room").emit(...)`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::ack::{AckError, AckResponse};
+use crate::adapter::{BroadcastOptions, Room};
+use crate::emit::{EmitError, frames};
+use crate::engine::Sid;
+use crate::namespace::Nsp;
+use crate::socket::{SocketRef, event_packet};
+
+/// One or more rooms: a `&str`, a `String`, a socket id, or a list of them.
+pub trait RoomParam {
+    /// The rooms.
+    fn into_rooms(self) -> Vec<Room>;
+}
+
+impl RoomParam for &str {
+    fn into_rooms(self) -> Vec<Room> {
+        vec![self.to_owned()]
+    }
+}
+
+impl RoomParam for String {
+    fn into_rooms(self) -> Vec<Room> {
+        vec![self]
+    }
+}
+
+impl RoomParam for &String {
+    fn into_rooms(self) -> Vec<Room> {
+        vec![self.clone()]
+    }
+}
+
+impl RoomParam for Sid {
+    fn into_rooms(self) -> Vec<Room> {
+        vec![self.to_string()]
+    }
+}
+
+impl<T: RoomParam> RoomParam for Vec<T> {
+    fn into_rooms(self) -> Vec<Room> {
+        self.into_iter().flat_map(RoomParam::into_rooms).collect()
+    }
+}
+
+impl<T: RoomParam, const N: usize> RoomParam for [T; N] {
+    fn into_rooms(self) -> Vec<Room> {
+        self.into_iter().flat_map(RoomParam::into_rooms).collect()
+    }
+}
+
+/// An emit (or room operation) on a set of sockets of one namespace, chosen with `to`,
+/// `except` and friends. Every packet is encoded once and its bytes shared by all recipients.
+///
+/// ```
+/// # fn f(io: sio_core::SocketIo) {
+/// let _ = io.to("room1").except("banned").emit("news", "hello");
+/// # }
+/// ```
+#[must_use]
+pub struct BroadcastOperators {
+    nsp: Arc<Nsp>,
+    opts: BroadcastOptions,
+    attachments: Vec<Bytes>,
+    timeout: Option<Duration>,
+}
+
+impl fmt::Debug for BroadcastOperators {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BroadcastOperators")
+            .field("ns", &self.nsp.path())
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BroadcastOperators {
+    pub(crate) fn new(nsp: Arc<Nsp>, opts: BroadcastOptions) -> Self {
+        BroadcastOperators {
+            nsp,
+            opts,
+            attachments: Vec::new(),
+            timeout: None,
+        }
+    }
+
+    /// Only the sockets in these rooms (added to earlier `to` rooms).
+    pub fn to(mut self, rooms: impl RoomParam) -> Self {
+        self.opts.rooms.extend(rooms.into_rooms());
+        self
+    }
+
+    /// Same as [`to`](Self::to) (`in` in JavaScript).
+    pub fn within(self, rooms: impl RoomParam) -> Self {
+        self.to(rooms)
+    }
+
+    /// Not the sockets in these rooms.
+    pub fn except(mut self, rooms: impl RoomParam) -> Self {
+        self.opts.except.extend(rooms.into_rooms());
+        self
+    }
+
+    /// Only this node's sockets. (Without a cluster adapter every broadcast is local.)
+    pub fn local(self) -> Self {
+        self
+    }
+
+    /// Binary attachments (see [`Socket::bin`](crate::Socket::bin)).
+    pub fn bin(mut self, attachments: Vec<Bytes>) -> Self {
+        self.attachments = attachments;
+        self
+    }
+
+    /// How long `emit_with_ack` waits for the answers.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sends the event to every chosen socket. Sockets whose connection is closed or full are
+    /// skipped.
+    pub fn emit<T: Serialize + ?Sized>(self, event: &str, data: &T) -> Result<(), EmitError> {
+        let packet = event_packet(self.nsp.path(), event, data, None, self.attachments.clone())?;
+        let frames = frames(&packet);
+        for socket in self.sockets() {
+            if let Err(err) = socket.conn().send_all(frames.iter().cloned()) {
+                tracing::debug!(socket = %socket.id(), %err, "broadcast skipped a socket");
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the event to every chosen socket and waits for each one's ack (at most the
+    /// timeout); the result has one entry per socket, in no particular order.
+    pub async fn emit_with_ack<V: DeserializeOwned, T: Serialize + ?Sized>(
+        self,
+        event: &str,
+        data: &T,
+    ) -> Result<Vec<Result<V, AckError>>, EmitError> {
+        let timeout = self.timeout.unwrap_or_else(|| self.nsp.ack_timeout());
+        let mut waits = Vec::new();
+        for socket in self.sockets() {
+            let (id, rx) = socket.register_ack();
+            let packet = event_packet(
+                self.nsp.path(),
+                event,
+                data,
+                Some(id),
+                self.attachments.clone(),
+            )?;
+            if socket.send_packet(&packet).is_err() {
+                socket.forget_ack(id);
+                continue;
+            }
+            waits.push(async move {
+                let answer: Result<AckResponse, AckError> =
+                    match tokio::time::timeout(timeout, rx).await {
+                        Ok(Ok(response)) => Ok(response),
+                        Ok(Err(_)) => Err(AckError::Disconnected),
+                        Err(_) => {
+                            socket.forget_ack(id);
+                            Err(AckError::Timeout)
+                        }
+                    };
+                answer.and_then(|r| r.data().map_err(AckError::from))
+            });
+        }
+        Ok(join_all(waits).await)
+    }
+
+    /// The chosen sockets (`fetchSockets()`).
+    pub fn sockets(&self) -> Vec<SocketRef> {
+        let ids = self
+            .nsp
+            .adapter()
+            .targets(&self.opts, self.nsp.socket_ids().into_iter());
+        ids.into_iter()
+            .filter_map(|sid| self.nsp.socket(sid))
+            .collect()
+    }
+
+    /// Makes the chosen sockets join rooms (`socketsJoin`).
+    pub fn join(self, rooms: impl RoomParam) {
+        let rooms = rooms.into_rooms();
+        for socket in self.sockets() {
+            socket.join(rooms.clone());
+        }
+    }
+
+    /// Makes the chosen sockets leave rooms (`socketsLeave`).
+    pub fn leave(self, rooms: impl RoomParam) {
+        let rooms = rooms.into_rooms();
+        for socket in self.sockets() {
+            socket.leave(rooms.clone());
+        }
+    }
+
+    /// Disconnects the chosen sockets from the namespace (`disconnectSockets()`).
+    pub fn disconnect(self) {
+        for socket in self.sockets() {
+            socket.disconnect();
+        }
+    }
+
+    /// Closes the chosen sockets' connections (`disconnectSockets(true)`).
+    pub fn close(self) {
+        for socket in self.sockets() {
+            socket.close();
+        }
+    }
+}

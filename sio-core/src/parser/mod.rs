@@ -1,0 +1,75 @@
+//! Socket.IO v5 packets: the pure codec between packets and Engine.IO messages.
+//!
+//! A packet is one text message, `<type>[<attachments>-][<namespace>,][<ack id>][<JSON>]`, followed
+//! by one binary message per attachment. The namespace is left out when it is `/`; binary
+//! attachments are replaced in the JSON by placeholders `{"_placeholder":true,"num":i}`.
+//!
+//! ```
+//! use sio_core::parser::{Decoder, Limits, Packet, PacketData, encode};
+//! use serde_json::json;
+//!
+//! let mut decoder = Decoder::new(Limits::default());
+//! let packet = decoder.decode_text(r#"2/chat,7["hi",1]"#).unwrap().unwrap();
+//! assert_eq!(packet.ns, "/chat");
+//! assert_eq!(encode(&packet).0, r#"2/chat,7["hi",1]"#);
+//! ```
+
+mod decode;
+mod encode;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+pub use decode::{Decoder, Limits, ParseError};
+pub use encode::encode;
+
+/// One Socket.IO packet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Packet {
+    /// The namespace, starting with `/`.
+    pub ns: String,
+    /// What the packet carries.
+    pub data: PacketData,
+}
+
+/// The kinds of Socket.IO packets and what each carries.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum PacketData {
+    /// `0`: joins a namespace (client: optional auth payload; server: `{"sid": ...}`).
+    Connect(Option<Value>),
+    /// `1`: leaves a namespace.
+    Disconnect,
+    /// `2` (`5` with attachments): an event; `args` is a JSON array whose first element is the
+    /// event's name.
+    Event {
+        /// The event name followed by its arguments.
+        args: Value,
+        /// The ack id, when the sender wants an answer.
+        id: Option<u64>,
+        /// The binary attachments the placeholders in `args` refer to.
+        attachments: Vec<Bytes>,
+    },
+    /// `3` (`6` with attachments): the answer to an event that had an ack id.
+    Ack {
+        /// The answer's arguments (a JSON array).
+        args: Value,
+        /// The ack id being answered.
+        id: u64,
+        /// The binary attachments the placeholders in `args` refer to.
+        attachments: Vec<Bytes>,
+    },
+    /// `4`: a namespace refused the connection (`{"message": ..., "data": ...}`).
+    ConnectError(Value),
+}
+
+/// The packet type digits.
+mod kind {
+    pub(super) const CONNECT: u8 = b'0';
+    pub(super) const DISCONNECT: u8 = b'1';
+    pub(super) const EVENT: u8 = b'2';
+    pub(super) const ACK: u8 = b'3';
+    pub(super) const CONNECT_ERROR: u8 = b'4';
+    pub(super) const BINARY_EVENT: u8 = b'5';
+    pub(super) const BINARY_ACK: u8 = b'6';
+}

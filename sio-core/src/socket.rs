@@ -1,0 +1,423 @@
+//! A Socket.IO socket: one client connected to one namespace.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::ack::{AckError, AckResponse};
+use crate::adapter::{BroadcastOptions, Room};
+use crate::args::to_args;
+use crate::client::Connection;
+use crate::emit::{EmitError, frames, with_placeholders};
+use crate::engine::{self, CloseReason, RequestInfo, Sid, TransportKind};
+use crate::extensions::Extensions;
+use crate::namespace::Nsp;
+use crate::operators::{BroadcastOperators, RoomParam};
+use crate::parser::{Packet, PacketData};
+
+/// The Engine.IO session a socket travels on.
+pub(crate) type Conn = engine::Socket<Connection>;
+
+/// Why a socket disconnected, named as Node's server names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The connection was closed (the client went away or closed it).
+    TransportClose,
+    /// The connection failed.
+    TransportError,
+    /// The client stopped answering pings.
+    PingTimeout,
+    /// The client sent something that is not a Socket.IO packet.
+    ParseError,
+    /// The client read too slowly and its outbound buffer filled up.
+    BufferFull,
+    /// The server closed the connection (`io.close()` or the Engine.IO session was closed).
+    ForcedClose,
+    /// The server is shutting down.
+    ServerShuttingDown,
+    /// The server closed the connection with [`Socket::close`].
+    ForcedServerClose,
+    /// The client left the namespace (`socket.disconnect()` in the client).
+    ClientNamespaceDisconnect,
+    /// The server removed the socket from the namespace ([`Socket::disconnect`]).
+    ServerNamespaceDisconnect,
+}
+
+impl DisconnectReason {
+    /// The reason as Node's server writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::TransportClose => "transport close",
+            DisconnectReason::TransportError => "transport error",
+            DisconnectReason::PingTimeout => "ping timeout",
+            DisconnectReason::ParseError => "parse error",
+            DisconnectReason::BufferFull => "buffer full",
+            DisconnectReason::ForcedClose => "forced close",
+            DisconnectReason::ServerShuttingDown => "server shutting down",
+            DisconnectReason::ForcedServerClose => "forced server close",
+            DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
+            DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
+        }
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<CloseReason> for DisconnectReason {
+    fn from(reason: CloseReason) -> Self {
+        match reason {
+            CloseReason::TransportClose => DisconnectReason::TransportClose,
+            CloseReason::PingTimeout => DisconnectReason::PingTimeout,
+            CloseReason::ParseError => DisconnectReason::ParseError,
+            CloseReason::BufferFull => DisconnectReason::BufferFull,
+            CloseReason::ServerShutdown => DisconnectReason::ServerShuttingDown,
+            CloseReason::ForcedClose => DisconnectReason::ForcedClose,
+            _ => DisconnectReason::TransportError,
+        }
+    }
+}
+
+/// What the client sent when it connected to the namespace.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    /// The CONNECT payload (`auth` in the JS client); `{}` when there was none.
+    pub auth: Value,
+}
+
+/// A client connected to a namespace. Handlers get it as a [`SocketRef`].
+pub struct Socket {
+    id: Sid,
+    nsp: Arc<Nsp>,
+    conn: Arc<Conn>,
+    handshake: Handshake,
+    connected: AtomicBool,
+    acks: Mutex<HashMap<u64, oneshot::Sender<AckResponse>>>,
+    next_ack: AtomicU64,
+    /// Typed per-socket data (`socket.data` in Node).
+    pub extensions: Extensions,
+}
+
+/// A shared handle to a [`Socket`]; what handlers receive.
+#[derive(Clone)]
+pub struct SocketRef(pub(crate) Arc<Socket>);
+
+impl Deref for SocketRef {
+    type Target = Socket;
+
+    fn deref(&self) -> &Socket {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SocketRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl PartialEq for SocketRef {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.id)
+            .field("ns", &self.nsp.path())
+            .field("connected", &self.connected())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Socket {
+    pub(crate) fn connect(nsp: Arc<Nsp>, conn: Arc<Conn>, auth: Value) -> SocketRef {
+        SocketRef(Arc::new(Socket {
+            id: Sid::new(conn.sid().node_id()),
+            nsp,
+            conn,
+            handshake: Handshake { auth },
+            connected: AtomicBool::new(false),
+            acks: Mutex::new(HashMap::new()),
+            next_ack: AtomicU64::new(0),
+            extensions: Extensions::default(),
+        }))
+    }
+
+    /// The socket's id (`socket.id`); unique per namespace connection.
+    pub fn id(&self) -> Sid {
+        self.id
+    }
+
+    /// The namespace's path.
+    pub fn ns(&self) -> &str {
+        self.nsp.path()
+    }
+
+    /// What the client sent when it connected.
+    pub fn handshake(&self) -> &Handshake {
+        &self.handshake
+    }
+
+    /// The HTTP request that opened the connection (headers, query, peer address).
+    pub fn request(&self) -> &RequestInfo {
+        self.conn.request()
+    }
+
+    /// The transport the connection uses now.
+    pub fn transport(&self) -> TransportKind {
+        self.conn.transport()
+    }
+
+    /// Whether the socket is still connected to its namespace.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Sends an event to this client. `data` becomes the arguments: a tuple is several, `()`
+    /// none, anything else one (see [`Args`](crate::Args)).
+    ///
+    /// ```
+    /// # async fn f(socket: sio_core::SocketRef) {
+    /// socket.emit("welcome", "hello").ok();
+    /// socket.emit("position", &(10, 20)).ok();
+    /// # }
+    /// ```
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
+        self.bin(Vec::new()).emit(event, data)
+    }
+
+    /// Sends an event and waits for the client's ack, deserialized as `V`, for at most the
+    /// server's `ack_timeout`.
+    pub async fn emit_with_ack<V: DeserializeOwned, T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<V, AckError> {
+        self.bin(Vec::new()).emit_with_ack(event, data).await
+    }
+
+    /// Binary attachments for the next emit: each becomes one more argument (a `Buffer` in the
+    /// JS client), unless the arguments already hold placeholders for them.
+    pub fn bin(&self, attachments: Vec<Bytes>) -> SocketEmit<'_> {
+        SocketEmit {
+            socket: self,
+            attachments,
+            timeout: None,
+        }
+    }
+
+    /// How long the next `emit_with_ack` waits.
+    pub fn timeout(&self, timeout: Duration) -> SocketEmit<'_> {
+        SocketEmit {
+            socket: self,
+            attachments: Vec::new(),
+            timeout: Some(timeout),
+        }
+    }
+
+    /// Joins rooms.
+    pub fn join(&self, rooms: impl RoomParam) {
+        self.nsp.adapter().join(self.id, rooms.into_rooms());
+    }
+
+    /// Leaves rooms.
+    pub fn leave(&self, rooms: impl RoomParam) {
+        self.nsp.adapter().leave(self.id, rooms.into_rooms());
+    }
+
+    /// The rooms the socket is in (its own id's room included).
+    pub fn rooms(&self) -> Vec<Room> {
+        self.nsp.adapter().rooms_of(self.id)
+    }
+
+    /// Every other socket in these rooms (`socket.to(room)`).
+    pub fn to(&self, rooms: impl RoomParam) -> BroadcastOperators {
+        self.broadcast().to(rooms)
+    }
+
+    /// Every other socket of the namespace (`socket.broadcast`).
+    pub fn broadcast(&self) -> BroadcastOperators {
+        BroadcastOperators::new(
+            self.nsp.clone(),
+            BroadcastOptions {
+                except_sid: Some(self.id),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Removes the socket from its namespace; the client gets a DISCONNECT packet. The
+    /// connection stays open for its other namespaces.
+    pub fn disconnect(&self) {
+        let packet = Packet {
+            ns: self.ns().to_owned(),
+            data: PacketData::Disconnect,
+        };
+        let _ = self.send_packet(&packet);
+        self.nsp
+            .remove_socket(self, DisconnectReason::ServerNamespaceDisconnect);
+    }
+
+    /// Closes the client's whole connection (every namespace), as `socket.disconnect(true)`
+    /// does in Node.
+    pub fn close(&self) {
+        for socket in self.conn.data.sockets() {
+            socket.disconnect();
+        }
+        self.conn.close(CloseReason::ForcedClose);
+    }
+
+    pub(crate) fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+
+    pub(crate) fn nsp(&self) -> &Arc<Nsp> {
+        &self.nsp
+    }
+
+    pub(crate) fn io_state(&self) -> &Extensions {
+        self.nsp.state()
+    }
+
+    pub(crate) fn set_connected(&self, connected: bool) {
+        self.connected.store(connected, Ordering::Release);
+    }
+
+    pub(crate) fn send_packet(&self, packet: &Packet) -> Result<(), EmitError> {
+        self.conn.send_all(frames(packet))?;
+        Ok(())
+    }
+
+    /// Registers an ack request; the returned receiver gets the client's answer.
+    pub(crate) fn register_ack(&self) -> (u64, oneshot::Receiver<AckResponse>) {
+        let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.lock_acks().insert(id, tx);
+        (id, rx)
+    }
+
+    pub(crate) fn forget_ack(&self, id: u64) {
+        self.lock_acks().remove(&id);
+    }
+
+    /// A client's answer to one of our ack requests.
+    pub(crate) fn on_ack(&self, id: u64, args: Vec<Value>, attachments: Vec<Bytes>) {
+        match self.lock_acks().remove(&id) {
+            Some(tx) => {
+                let _ = tx.send(AckResponse { args, attachments });
+            }
+            None => tracing::debug!(id, socket = %self.id, "ack for no pending request"),
+        }
+    }
+
+    /// Fails every pending ack request (the socket is gone).
+    pub(crate) fn drop_acks(&self) {
+        self.lock_acks().clear();
+    }
+
+    fn lock_acks(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<AckResponse>>> {
+        self.acks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// An emit to one socket with options (binary attachments, ack timeout).
+#[derive(Debug)]
+#[must_use]
+pub struct SocketEmit<'a> {
+    socket: &'a Socket,
+    attachments: Vec<Bytes>,
+    timeout: Option<Duration>,
+}
+
+impl SocketEmit<'_> {
+    /// Binary attachments (see [`Socket::bin`]).
+    pub fn bin(mut self, attachments: Vec<Bytes>) -> Self {
+        self.attachments = attachments;
+        self
+    }
+
+    /// How long `emit_with_ack` waits.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sends the event.
+    pub fn emit<T: Serialize + ?Sized>(self, event: &str, data: &T) -> Result<(), EmitError> {
+        let packet = self.packet(event, data, None)?;
+        self.socket.send_packet(&packet)
+    }
+
+    /// Sends the event and waits for the client's ack.
+    pub async fn emit_with_ack<V: DeserializeOwned, T: Serialize + ?Sized>(
+        self,
+        event: &str,
+        data: &T,
+    ) -> Result<V, AckError> {
+        let socket = self.socket;
+        let timeout = self.timeout.unwrap_or_else(|| socket.nsp.ack_timeout());
+        let (id, rx) = socket.register_ack();
+        let sent = self
+            .packet(event, data, Some(id))
+            .and_then(|packet| socket.send_packet(&packet));
+        if let Err(err) = sent {
+            socket.forget_ack(id);
+            return Err(err.into());
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(response)) => Ok(response.data()?),
+            Ok(Err(_)) => Err(AckError::Disconnected),
+            Err(_) => {
+                socket.forget_ack(id);
+                Err(AckError::Timeout)
+            }
+        }
+    }
+
+    fn packet<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+        id: Option<u64>,
+    ) -> Result<Packet, EmitError> {
+        event_packet(self.socket.ns(), event, data, id, self.attachments.clone())
+    }
+}
+
+/// The EVENT packet for an emit.
+pub(crate) fn event_packet<T: Serialize + ?Sized>(
+    ns: &str,
+    event: &str,
+    data: &T,
+    id: Option<u64>,
+    attachments: Vec<Bytes>,
+) -> Result<Packet, EmitError> {
+    let mut args = vec![Value::String(event.to_owned())];
+    args.extend(with_placeholders(to_args(data)?, &attachments));
+    Ok(Packet {
+        ns: ns.to_owned(),
+        data: PacketData::Event {
+            args: Value::Array(args),
+            id,
+            attachments,
+        },
+    })
+}
