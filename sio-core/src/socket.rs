@@ -251,6 +251,17 @@ impl Socket {
         self.broadcast().to(rooms)
     }
 
+    /// Every socket of the namespace, this one included (`socket.nsp` in Node).
+    pub fn namespace(&self) -> BroadcastOperators {
+        BroadcastOperators::new(self.nsp.clone(), BroadcastOptions::default())
+    }
+
+    /// Every socket in these rooms, this one included if it is in them (`io.in(room)` for
+    /// this socket's namespace).
+    pub fn within(&self, rooms: impl RoomParam) -> BroadcastOperators {
+        self.namespace().to(rooms)
+    }
+
     /// Every other socket of the namespace (`socket.broadcast`).
     pub fn broadcast(&self) -> BroadcastOperators {
         BroadcastOperators::new(

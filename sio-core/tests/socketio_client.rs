@@ -1,15 +1,10 @@
 //! The official `socket.io-client` (npm) against a sio server: every transport setup, acks both
 //! ways, binary, rooms, broadcast operators, middleware, namespaces (tests/js/socketio_client.mjs).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod common;
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpServer};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use sio_core::{AckSender, Args, Bin, ConnectError, Data, Namespace, SocketIo, SocketRef};
@@ -87,58 +82,19 @@ fn server() -> SocketIo {
         .build()
 }
 
-/// Starts the server on a free port in its own actix system thread.
-fn start() -> SocketAddr {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let io = server();
-            let server = HttpServer::new(move || App::new().service(io.service()))
-                .workers(2)
-                .bind(("127.0.0.1", 0))
-                .unwrap();
-            tx.send(server.addrs()[0]).unwrap();
-            server.run().await.unwrap();
-        });
-    });
-    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+fn start() -> std::net::SocketAddr {
+    common::start(|| {
+        let io = server();
+        move |cfg: &mut actix_web::web::ServiceConfig| {
+            cfg.service(io.service());
+        }
+    })
 }
 
 #[test]
 fn official_socketio_client() {
-    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    assert!(
-        js.join("node_modules/socket.io-client").exists(),
-        "the npm packages of the client tests are missing: run scripts/test (it runs `npm ci` in {})",
-        js.display()
-    );
-    run_client(Path::new("node"), &js.join("socketio_client.mjs"), start());
-}
-
-/// Runs a client script with a bounded time and asserts it succeeded.
-fn run_client(program: &Path, script: &Path, addr: SocketAddr) {
-    let mut child = Command::new(program)
-        .arg(script)
-        .arg(format!("http://{addr}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|err| panic!("cannot start {}: {err}", program.display()));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    println!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{} failed", script.display());
+    let js = common::js_dir("socket.io-client");
+    common::run_client(Path::new("node"), &js.join("socketio_client.mjs"), start());
 }
 
 #[test]
@@ -150,5 +106,5 @@ fn python_socketio_client() {
         "the Python client is missing: run scripts/test (it creates {})",
         py.join(".venv").display()
     );
-    run_client(&python, &py.join("smoke.py"), start());
+    common::run_client(&python, &py.join("smoke.py"), start());
 }

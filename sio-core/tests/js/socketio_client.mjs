@@ -3,42 +3,15 @@
 // Usage: node socketio_client.mjs http://127.0.0.1:PORT
 // Prints one line per check and "N passed, M failed" last; exits non-zero on any failure.
 import { io } from "socket.io-client";
+import { check, report, target, within } from "./harness.mjs";
 
-const url = process.argv[2];
-if (!url) {
-  console.error("usage: node socketio_client.mjs URL");
-  process.exit(2);
-}
-const STEP_MS = 5000;
-setTimeout(() => {
-  console.error("overall timeout");
-  process.exit(1);
-}, 60000).unref();
-
-let passed = 0;
-let failed = 0;
-
-function within(promise, what) {
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => setTimeout(() => reject(new Error(`timeout: ${what}`)), STEP_MS)),
-  ]);
-}
+const url = target("socketio_client.mjs");
+// Resolves with the event's arguments.
 const once = (socket, event) => within(new Promise((resolve) => socket.once(event, (...args) => resolve(args))), event);
 function eq(actual, expected, what) {
   const a = JSON.stringify(actual);
   const e = JSON.stringify(expected);
   if (a !== e) throw new Error(`${what}: expected ${e}, got ${a}`);
-}
-async function check(name, fn) {
-  try {
-    await fn();
-    passed++;
-    console.log(`ok   ${name}`);
-  } catch (err) {
-    failed++;
-    console.log(`FAIL ${name}: ${err.message}`);
-  }
 }
 function connect(opts, nsp = "/") {
   return io(url + nsp, { forceNew: true, reconnection: false, ...opts });
@@ -138,5 +111,4 @@ for (const [label, opts] of Object.entries(setups)) {
   b.close();
 }
 
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+report();

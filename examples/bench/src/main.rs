@@ -1,0 +1,73 @@
+//! The server that load generators and hostile-input harnesses drive: namespaces `/` and
+//! `/custom`, each with
+//! - `echo` (with an ack): acknowledged with the arguments unchanged, binary included;
+//! - `broadcast`: `bcast` with the same arguments to every socket of the namespace, sender
+//!   included (acknowledged `"ok"` when an ack is asked);
+//! - `join` (with an ack): joins the room named by the argument, acknowledged with its name;
+//! - `room` (`{"room": r, "data": d}`): `bcast` with `d` to every socket in room `r`.
+//!
+//! `PORT` (default 3000) picks the port on 127.0.0.1. Library defaults otherwise (ping 25 s /
+//! 20 s, max payload 1 MB). Nothing is logged per message; SIGTERM stops it.
+
+use actix_web::{App, HttpServer};
+use serde::Deserialize;
+use serde_json::Value;
+use sio_core::{AckSender, Args, Bin, Data, Namespace, SocketIo, SocketRef};
+
+#[derive(Deserialize)]
+struct RoomMessage {
+    room: String,
+    data: Value,
+}
+
+fn namespace(path: &str) -> Namespace {
+    Namespace::new(path)
+        .on(
+            "echo",
+            |args: Args, Bin(bin): Bin, ack: AckSender| async move {
+                let _ = ack.bin(bin).send(&args);
+            },
+        )
+        .on(
+            "broadcast",
+            |socket: SocketRef, args: Args, Bin(bin): Bin, ack: AckSender| async move {
+                let _ = socket.namespace().bin(bin).emit("bcast", &args);
+                let _ = ack.send("ok");
+            },
+        )
+        .on(
+            "join",
+            |socket: SocketRef, Data(room): Data<String>, ack: AckSender| async move {
+                socket.join(room.clone());
+                let _ = ack.send(&room);
+            },
+        )
+        .on(
+            "room",
+            |socket: SocketRef, Data(msg): Data<RoomMessage>| async move {
+                let _ = socket.within(msg.room).emit("bcast", &msg.data);
+            },
+        )
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
+    let io = SocketIo::builder()
+        .namespace(namespace("/"))
+        .namespace(namespace("/custom"))
+        .build();
+    HttpServer::new(move || App::new().service(io.service()))
+        .tcp_nodelay(true)
+        .bind(("127.0.0.1", port))?
+        .run()
+        .await
+}

@@ -1,0 +1,71 @@
+//! Shared fixtures of the integration tests: a real server on a free port, and client scripts
+//! run with a bounded time.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpServer, web};
+
+/// Starts an actix-web server (two workers, like a real deployment sharing one session table)
+/// on a free port of 127.0.0.1, in its own thread, with the routes `make` sets up.
+pub(crate) fn start<F>(make: impl FnOnce() -> F + Send + 'static) -> SocketAddr
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let configure = make();
+            let server = HttpServer::new(move || App::new().configure(configure.clone()))
+                .workers(2)
+                .bind(("127.0.0.1", 0))
+                .unwrap();
+            tx.send(server.addrs()[0]).unwrap();
+            server.run().await.unwrap();
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+}
+
+/// The folder of the npm client tests, checked to be installed.
+pub(crate) fn js_dir(package: &str) -> PathBuf {
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(
+        js.join("node_modules").join(package).exists(),
+        "the npm packages of the client tests are missing: run scripts/test (it runs `npm ci` in {})",
+        js.display()
+    );
+    js
+}
+
+/// Runs `program script http://ADDR` for at most 90 s and asserts it succeeded, showing its
+/// output either way.
+pub(crate) fn run_client(program: &Path, script: &Path, addr: SocketAddr) {
+    let mut child = Command::new(program)
+        .arg(script)
+        .arg(format!("http://{addr}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {}: {err}", program.display()));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    println!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{} failed", script.display());
+}

@@ -1,0 +1,31 @@
+//! The official `engine.io-client` (npm) against a bare sio Engine.IO echo server: polling,
+//! WebSocket and upgrade, text and binary (tests/js/engine_client.mjs).
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use sio_core::engine::{Engine, EngineConfig, Handler, Message, Socket};
+
+struct Echo;
+
+impl Handler for Echo {
+    type Data = ();
+
+    fn on_message(&self, socket: &Arc<Socket<()>>, message: Message) {
+        let _ = socket.send(message.into_frame());
+    }
+}
+
+#[test]
+fn official_engineio_client() {
+    let js = common::js_dir("engine.io-client");
+    let addr = common::start(|| {
+        let engine = Engine::new(EngineConfig::default(), Echo);
+        move |cfg: &mut actix_web::web::ServiceConfig| {
+            cfg.service(engine.service());
+        }
+    });
+    common::run_client(Path::new("node"), &js.join("engine_client.mjs"), addr);
+}
