@@ -1,6 +1,9 @@
 //! The official `engine.io-client` (npm) against a bare sio Engine.IO echo server: polling,
 //! WebSocket and upgrade, text and binary (tests/js/engine_client.mjs).
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::path::Path;

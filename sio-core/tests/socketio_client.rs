@@ -1,6 +1,9 @@
 //! The official `socket.io-client` (npm) against a sio server: every transport setup, acks both
 //! ways, binary, rooms, broadcast operators, middleware, namespaces (tests/js/socketio_client.mjs).
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::path::Path;
