@@ -5,9 +5,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::adapter::Room;
 use crate::engine::{self, CloseReason, Message};
 use crate::io::IoInner;
+use crate::namespace::Nsp;
 use crate::parser::{Decoder, Packet, PacketData};
+use crate::recovery::{Missed, Session};
 use crate::socket::{Conn, DisconnectReason, Socket, SocketRef};
 
 /// Per-connection state: the sockets of each namespace and the packet decoder.
@@ -172,22 +175,41 @@ impl Client {
             return;
         }
         let auth = auth.unwrap_or_else(|| serde_json::Value::Object(Default::default()));
-        let socket = Socket::connect(nsp.clone(), conn.clone(), auth);
-        if !nsp.has_middlewares() {
-            finish_connect(socket);
+        let (socket, restored) = match restore(&nsp, &auth) {
+            Some((session, missed)) => {
+                let socket = Socket::restore(nsp.clone(), conn.clone(), auth, &session);
+                (socket, Some((session.rooms, missed)))
+            }
+            None => (Socket::connect(nsp.clone(), conn.clone(), auth), None),
+        };
+        let skip_middlewares =
+            restored.is_some() && nsp.recovery().is_some_and(|r| r.config().skip_middlewares);
+        if !nsp.has_middlewares() || skip_middlewares {
+            finish_connect(socket, restored);
             return;
         }
         let conn = conn.clone();
         tokio::spawn(async move {
             match nsp.run_middlewares(&socket).await {
-                Ok(()) => finish_connect(socket),
+                Ok(()) => finish_connect(socket, restored),
                 Err(refusal) => refuse(&conn, ns, &refusal),
             }
         });
     }
 }
 
-fn finish_connect(socket: SocketRef) {
+/// The session a reconnecting client asks for with `pid` and `offset` in its CONNECT
+/// payload, if recovery is on and the session can be restored.
+fn restore(nsp: &Nsp, auth: &serde_json::Value) -> Option<(Session, Vec<Missed>)> {
+    let recovery = nsp.recovery()?;
+    let pid = auth.get("pid")?.as_str()?.parse().ok()?;
+    let offset = auth.get("offset")?.as_str()?;
+    recovery.restore(pid, offset)
+}
+
+/// Adds the socket to its namespace, answers the CONNECT (with `pid` when recovery is on),
+/// sends a recovered socket what it missed, then runs the connect handler.
+fn finish_connect(socket: SocketRef, restored: Option<(Vec<Room>, Vec<Missed>)>) {
     if socket.conn().is_closed() {
         return;
     }
@@ -195,11 +217,25 @@ fn finish_connect(socket: SocketRef) {
     nsp.add_socket(socket.clone());
     let mut reply = serde_json::Map::new();
     reply.insert("sid".into(), socket.id().to_string().into());
-    let packet = Packet {
+    if let Some(pid) = socket.pid() {
+        reply.insert("pid".into(), pid.to_string().into());
+    }
+    let mut packets = vec![Packet {
         ns: nsp.path().to_owned(),
         data: PacketData::Connect(Some(reply.into())),
-    };
-    if socket.send_packet(&packet).is_ok() {
+    }];
+    if let Some((rooms, missed)) = restored {
+        socket.join(rooms);
+        packets.extend(missed.into_iter().map(|(args, attachments)| Packet {
+            ns: nsp.path().to_owned(),
+            data: PacketData::Event {
+                args,
+                id: None,
+                attachments,
+            },
+        }));
+    }
+    if packets.iter().all(|p| socket.send_packet(p).is_ok()) {
         nsp.on_connected(&socket);
     }
 }

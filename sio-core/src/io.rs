@@ -17,6 +17,7 @@ use crate::extensions::Extensions;
 use crate::namespace::{Handlers, Namespace, Nsp, Shared};
 use crate::operators::{BroadcastOperators, RoomParam};
 use crate::parser::Limits;
+use crate::recovery::RecoveryConfig;
 use crate::socket::SocketRef;
 
 /// Socket.IO settings on top of the Engine.IO ones, with Node's names and defaults.
@@ -30,6 +31,8 @@ pub struct SocketIoConfig {
     pub ack_timeout: Duration,
     /// Limits of the packet decoder (binary attachments per packet and their size).
     pub parser_limits: Limits,
+    /// Connection state recovery (`connectionStateRecovery`). Default off.
+    pub recovery: Option<RecoveryConfig>,
 }
 
 impl Default for SocketIoConfig {
@@ -38,6 +41,7 @@ impl Default for SocketIoConfig {
             connect_timeout: Duration::from_secs(45),
             ack_timeout: Duration::from_secs(5),
             parser_limits: Limits::default(),
+            recovery: None,
         }
     }
 }
@@ -243,6 +247,13 @@ impl SocketIoBuilder {
         self
     }
 
+    /// Turns on connection state recovery: clients that lose their connection and come back
+    /// within the configured time get their socket id, rooms and missed broadcasts back.
+    pub fn connection_state_recovery(mut self, config: RecoveryConfig) -> Self {
+        self.config.recovery = Some(config);
+        self
+    }
+
     /// Adds a namespace. `/` exists even when not added (with no handlers).
     pub fn namespace(mut self, namespace: Namespace) -> Self {
         self.namespaces.push(namespace);
@@ -280,6 +291,7 @@ impl SocketIoBuilder {
         let shared = Arc::new(Shared {
             state: self.state,
             ack_timeout: self.config.ack_timeout,
+            recovery: self.config.recovery.clone(),
         });
         let mut namespaces = HashMap::new();
         for namespace in self.namespaces {

@@ -48,6 +48,7 @@ mod io;
 mod namespace;
 mod operators;
 pub mod parser;
+mod recovery;
 mod socket;
 
 pub use ack::{AckError, AckResponse, AckSender};
@@ -60,6 +61,7 @@ pub use handler::{ConnectError, Handler, HandlerResult, MiddlewareResult};
 pub use io::{SocketIo, SocketIoBuilder, SocketIoConfig};
 pub use namespace::Namespace;
 pub use operators::{BroadcastOperators, RoomParam};
+pub use recovery::RecoveryConfig;
 pub use socket::{DisconnectReason, Handshake, Socket, SocketEmit, SocketRef};
 
 #[doc(hidden)]

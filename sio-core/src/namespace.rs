@@ -14,6 +14,7 @@ use crate::engine::Sid;
 use crate::extensions::Extensions;
 use crate::extract::Context;
 use crate::handler::{ConnectError, Erased, Handler, HandlerResult, MiddlewareResult, erase, run};
+use crate::recovery::{Recovery, RecoveryConfig, Session};
 use crate::socket::{DisconnectReason, Socket, SocketRef};
 
 /// The handlers of a namespace, built before the server starts.
@@ -167,6 +168,7 @@ impl Namespace {
 pub(crate) struct Shared {
     pub(crate) state: Extensions,
     pub(crate) ack_timeout: Duration,
+    pub(crate) recovery: Option<RecoveryConfig>,
 }
 
 /// A namespace at run time: its handlers, its sockets and its rooms.
@@ -175,6 +177,7 @@ pub(crate) struct Nsp {
     handlers: Arc<Handlers>,
     sockets: RwLock<HashMap<Sid, SocketRef>>,
     adapter: LocalAdapter,
+    recovery: Option<Recovery>,
     shared: Arc<Shared>,
 }
 
@@ -193,6 +196,7 @@ impl Nsp {
             handlers,
             sockets: RwLock::new(HashMap::new()),
             adapter: LocalAdapter::default(),
+            recovery: shared.recovery.clone().map(Recovery::new),
             shared,
         })
     }
@@ -203,6 +207,11 @@ impl Nsp {
 
     pub(crate) fn adapter(&self) -> &LocalAdapter {
         &self.adapter
+    }
+
+    /// The namespace's recovery state, when connection state recovery is on.
+    pub(crate) fn recovery(&self) -> Option<&Recovery> {
+        self.recovery.as_ref()
     }
 
     pub(crate) fn state(&self) -> &Extensions {
@@ -261,6 +270,15 @@ impl Nsp {
             return;
         };
         socket.set_connected(false);
+        if let (Some(recovery), Some(pid)) = (&self.recovery, socket.pid())
+            && reason.is_recoverable()
+        {
+            recovery.persist(Session {
+                sid: socket.id(),
+                pid,
+                rooms: self.adapter.rooms_of(socket.id()),
+            });
+        }
         self.adapter.leave_all(socket.id());
         socket.conn().data.remove(&self.path);
         socket.drop_acks();

@@ -14,7 +14,9 @@ use crate::adapter::{BroadcastOptions, Room};
 use crate::emit::{EmitError, frames};
 use crate::engine::Sid;
 use crate::namespace::Nsp;
+use crate::parser::PacketData;
 use crate::socket::{SocketRef, event_packet};
+use serde_json::Value;
 
 /// One or more rooms: a `&str`, a `String`, a socket id, or a list of them.
 pub trait RoomParam {
@@ -130,7 +132,25 @@ impl BroadcastOperators {
     /// Sends the event to every chosen socket. Sockets whose connection is closed or full are
     /// skipped.
     pub fn emit<T: Serialize + ?Sized>(self, event: &str, data: &T) -> Result<(), EmitError> {
-        let packet = event_packet(self.nsp.path(), event, data, None, self.attachments.clone())?;
+        let mut packet =
+            event_packet(self.nsp.path(), event, data, None, self.attachments.clone())?;
+        if let Some(recovery) = self.nsp.recovery()
+            && let PacketData::Event {
+                args: Value::Array(args),
+                attachments,
+                ..
+            } = &mut packet.data
+        {
+            // The offset the client remembers to ask for what it missed.
+            let offset = recovery.next_offset();
+            args.push(Value::String(offset.clone()));
+            recovery.log(
+                offset,
+                self.opts.clone(),
+                Value::Array(args.clone()),
+                attachments.clone(),
+            );
+        }
         let frames = frames(&packet);
         for socket in self.sockets() {
             if let Err(err) = socket.conn().send_all(frames.iter().cloned()) {

@@ -23,6 +23,7 @@ use crate::extensions::Extensions;
 use crate::namespace::Nsp;
 use crate::operators::{BroadcastOperators, RoomParam};
 use crate::parser::{Packet, PacketData};
+use crate::recovery::Session;
 
 /// The Engine.IO session a socket travels on.
 pub(crate) type Conn = engine::Socket<Connection>;
@@ -71,6 +72,19 @@ impl DisconnectReason {
     }
 }
 
+impl DisconnectReason {
+    /// Whether a client that disconnected for this reason may recover its session (Node's list:
+    /// not when either side left the namespace on purpose).
+    pub fn is_recoverable(self) -> bool {
+        !matches!(
+            self,
+            DisconnectReason::ClientNamespaceDisconnect
+                | DisconnectReason::ServerNamespaceDisconnect
+                | DisconnectReason::ParseError
+        )
+    }
+}
+
 impl fmt::Display for DisconnectReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -101,6 +115,9 @@ pub struct Handshake {
 /// A client connected to a namespace. Handlers get it as a [`SocketRef`].
 pub struct Socket {
     id: Sid,
+    /// The private session id, with connection state recovery on.
+    pid: Option<Sid>,
+    recovered: bool,
     nsp: Arc<Nsp>,
     conn: Arc<Conn>,
     handshake: Handshake,
@@ -147,8 +164,33 @@ impl fmt::Debug for Socket {
 
 impl Socket {
     pub(crate) fn connect(nsp: Arc<Nsp>, conn: Arc<Conn>, auth: Value) -> SocketRef {
+        let node = conn.sid().node_id();
+        let pid = nsp.recovery().map(|_| Sid::new(node));
+        Self::build(nsp, conn, auth, Sid::new(node), pid, false)
+    }
+
+    /// A socket that takes back the id of a recovered session.
+    pub(crate) fn restore(
+        nsp: Arc<Nsp>,
+        conn: Arc<Conn>,
+        auth: Value,
+        session: &Session,
+    ) -> SocketRef {
+        Self::build(nsp, conn, auth, session.sid, Some(session.pid), true)
+    }
+
+    fn build(
+        nsp: Arc<Nsp>,
+        conn: Arc<Conn>,
+        auth: Value,
+        id: Sid,
+        pid: Option<Sid>,
+        recovered: bool,
+    ) -> SocketRef {
         SocketRef(Arc::new(Socket {
-            id: Sid::new(conn.sid().node_id()),
+            id,
+            pid,
+            recovered,
             nsp,
             conn,
             handshake: Handshake { auth },
@@ -162,6 +204,16 @@ impl Socket {
     /// The socket's id (`socket.id`); unique per namespace connection.
     pub fn id(&self) -> Sid {
         self.id
+    }
+
+    /// Whether this socket took back the session of a client that lost its connection
+    /// (connection state recovery): same id, same rooms, missed broadcasts sent again.
+    pub fn recovered(&self) -> bool {
+        self.recovered
+    }
+
+    pub(crate) fn pid(&self) -> Option<Sid> {
+        self.pid
     }
 
     /// The namespace's path.

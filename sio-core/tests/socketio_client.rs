@@ -10,7 +10,9 @@ use std::path::Path;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use sio_core::{AckSender, Args, Bin, ConnectError, Data, Namespace, SocketIo, SocketRef};
+use sio_core::{
+    AckSender, Args, Bin, ConnectError, Data, Namespace, RecoveryConfig, SocketIo, SocketRef,
+};
 
 fn server() -> SocketIo {
     let main = Namespace::new("/")
@@ -79,6 +81,7 @@ fn server() -> SocketIo {
             let _ = ack.send(socket.ns());
         });
     SocketIo::builder()
+        .connection_state_recovery(RecoveryConfig::default())
         .namespace(main)
         .namespace(admin)
         .dynamic_namespace(|path| path.starts_with("/dyn-"), dynamic)

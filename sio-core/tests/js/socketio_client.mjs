@@ -107,6 +107,29 @@ for (const [label, opts] of Object.entries(setups)) {
   await check(`${label}: typed tuple data`, async () => {
     eq(await within(a.emitWithAck("add", 2, 3), "add"), 5, "sum");
   });
+  await check(`${label}: connection state recovery after a lost connection`, async () => {
+    const c = io(url, { ...opts, forceNew: true, reconnectionDelay: 50, reconnectionDelayMax: 100 });
+    const d = await connected(connect(opts));
+    await connected(c);
+    const id = c.id;
+    await within(c.emitWithAck("join", "rec"), "join");
+    const m1 = once(c, "room-msg");
+    d.emit("to-room", "rec", "m1");
+    eq((await m1)[0], "m1", "first message");
+    const gone = once(c, "disconnect");
+    c.io.engine.close();
+    await gone;
+    const back = once(c, "connect");
+    const m2 = once(c, "room-msg");
+    d.emit("to-room", "rec", "m2");
+    await back;
+    eq([c.recovered, c.id], [true, id], "recovered with the same id");
+    eq((await m2)[0], "m2", "missed message");
+    const rooms = await within(c.emitWithAck("my-rooms"), "rooms");
+    eq(rooms.sort(), [id, "rec"].sort(), "rooms kept");
+    c.close();
+    d.close();
+  });
   a.close();
   b.close();
 }
