@@ -74,6 +74,7 @@ pub struct BroadcastOperators {
     opts: BroadcastOptions,
     attachments: Vec<Bytes>,
     timeout: Option<Duration>,
+    volatile: bool,
 }
 
 impl fmt::Debug for BroadcastOperators {
@@ -92,6 +93,7 @@ impl BroadcastOperators {
             opts,
             attachments: Vec::new(),
             timeout: None,
+            volatile: false,
         }
     }
 
@@ -117,6 +119,14 @@ impl BroadcastOperators {
         self
     }
 
+    /// Drops the event for sockets that are not ready to take it at once (something is still
+    /// waiting in their outbound queue), instead of queueing it: for data that is stale by the
+    /// time a slow client would read it. Volatile events are not kept for recovery either.
+    pub fn volatile(mut self) -> Self {
+        self.volatile = true;
+        self
+    }
+
     /// Binary attachments (see [`Socket::bin`](crate::Socket::bin)).
     pub fn bin(mut self, attachments: Vec<Bytes>) -> Self {
         self.attachments = attachments;
@@ -134,7 +144,7 @@ impl BroadcastOperators {
     pub fn emit<T: Serialize + ?Sized>(self, event: &str, data: &T) -> Result<(), EmitError> {
         let mut packet =
             event_packet(self.nsp.path(), event, data, None, self.attachments.clone())?;
-        if let Some(recovery) = self.nsp.recovery()
+        if let Some(recovery) = self.nsp.recovery().filter(|_| !self.volatile)
             && let PacketData::Event {
                 args: Value::Array(args),
                 attachments,
@@ -153,6 +163,9 @@ impl BroadcastOperators {
         }
         let frames = frames(&packet);
         for socket in self.sockets() {
+            if self.volatile && !socket.conn().is_writable() {
+                continue;
+            }
             if let Err(err) = socket.conn().send_all(frames.iter().cloned()) {
                 tracing::debug!(socket = %socket.id(), %err, "broadcast skipped a socket");
             }

@@ -271,6 +271,7 @@ impl Socket {
             socket: self,
             attachments,
             timeout: None,
+            volatile: false,
         }
     }
 
@@ -280,7 +281,14 @@ impl Socket {
             socket: self,
             attachments: Vec::new(),
             timeout: Some(timeout),
+            volatile: false,
         }
+    }
+
+    /// Drops the next emit if the client is not ready to take it at once (see
+    /// [`BroadcastOperators::volatile`]).
+    pub fn volatile(&self) -> SocketEmit<'_> {
+        self.bin(Vec::new()).volatile()
     }
 
     /// Joins rooms.
@@ -408,6 +416,7 @@ pub struct SocketEmit<'a> {
     socket: &'a Socket,
     attachments: Vec<Bytes>,
     timeout: Option<Duration>,
+    volatile: bool,
 }
 
 impl SocketEmit<'_> {
@@ -423,8 +432,17 @@ impl SocketEmit<'_> {
         self
     }
 
-    /// Sends the event.
+    /// Drops the emit if the client is not ready to take it at once.
+    pub fn volatile(mut self) -> Self {
+        self.volatile = true;
+        self
+    }
+
+    /// Sends the event (unless it is volatile and the client is busy).
     pub fn emit<T: Serialize + ?Sized>(self, event: &str, data: &T) -> Result<(), EmitError> {
+        if self.volatile && !self.socket.conn.is_writable() {
+            return Ok(());
+        }
         let packet = self.packet(event, data, None)?;
         self.socket.send_packet(&packet)
     }

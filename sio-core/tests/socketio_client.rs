@@ -60,6 +60,13 @@ fn server() -> SocketIo {
         .on("my-rooms", |socket: SocketRef, ack: AckSender| async move {
             let _ = ack.send(&socket.rooms());
         })
+        .on("volatile-burst", |socket: SocketRef| async move {
+            // Within one handler call nothing drains the queue: only the first gets through.
+            for i in 0..5 {
+                let _ = socket.volatile().emit("burst", &i);
+            }
+            let _ = socket.emit("burst-end", &());
+        })
         .on("disconnect-me", |socket: SocketRef| async move {
             socket.disconnect();
         })

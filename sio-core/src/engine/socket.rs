@@ -263,6 +263,12 @@ impl<D> Socket<D> {
         Ok(())
     }
 
+    /// Whether a frame sent now would leave at once: the session is open and nothing waits in
+    /// its queue. Volatile emits are dropped when it is not.
+    pub fn is_writable(&self) -> bool {
+        !self.is_closed() && self.lock_queue().frames.is_empty()
+    }
+
     /// Queues a text message.
     pub fn send_text(&self, text: &str) -> Result<(), SendError> {
         self.send(Frame::message(text))
@@ -454,6 +460,18 @@ mod tests {
         // At least one frame, even over the limit.
         assert_eq!(s.drain(1), vec![Frame::message("ccc")]);
         assert!(s.drain(100).is_empty());
+    }
+
+    #[test]
+    fn writable_only_when_nothing_waits() {
+        let s = socket(100);
+        assert!(s.is_writable());
+        s.send_text("a").unwrap();
+        assert!(!s.is_writable());
+        s.drain(100);
+        assert!(s.is_writable());
+        s.close(CloseReason::TransportClose);
+        assert!(!s.is_writable());
     }
 
     #[test]

@@ -76,6 +76,17 @@ for (const [label, opts] of Object.entries(setups)) {
     const rooms = await within(a.emitWithAck("my-rooms"), "rooms");
     eq(rooms.sort(), [a.id, "r1"].sort(), "rooms");
   });
+  if (label === "websocket") {
+    await check(`${label}: volatile events are dropped while the client is busy`, async () => {
+      const got = [];
+      a.on("burst", (i) => got.push(i));
+      const end = once(a, "burst-end");
+      a.emit("volatile-burst");
+      await end;
+      a.off("burst");
+      eq(got, [0], "volatile events received");
+    });
+  }
   await check(`${label}: server-side disconnect with reason`, async () => {
     const reason = once(b, "disconnect");
     b.emit("disconnect-me");
