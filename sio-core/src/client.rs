@@ -9,7 +9,7 @@ use crate::adapter::Room;
 use crate::engine::{self, CloseReason, Message};
 use crate::io::IoInner;
 use crate::namespace::Nsp;
-use crate::parser::{Decoder, Packet, PacketData};
+use crate::parser::{Decoder, Packet, PacketData, Parser};
 use crate::recovery::{Missed, Session};
 use crate::socket::{Conn, DisconnectReason, Socket, SocketRef};
 
@@ -62,8 +62,9 @@ impl engine::Handler for Client {
             .data
             .decoder
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(Decoder::new(self.io.config.parser_limits.clone()));
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(
+            Decoder::new(self.io.config.parser_limits.clone()).with_parser(self.io.config.parser),
+        );
         // A connection that joins no namespace in time is closed (Node's `connectTimeout`).
         let timeout = self.io.config.connect_timeout;
         let conn = conn.clone();
@@ -167,7 +168,8 @@ impl Client {
     /// CONNECT_ERROR, the rest a CONNECT with the socket id, then the connect handler runs.
     fn connect(&self, conn: &Arc<Conn>, ns: String, auth: Option<serde_json::Value>) {
         let Some(nsp) = self.io.namespace(&ns) else {
-            refuse(conn, ns, &crate::ConnectError::new("Invalid namespace"));
+            let refusal = crate::ConnectError::new("Invalid namespace");
+            refuse(conn, self.io.config.parser, ns, &refusal);
             return;
         };
         if conn.data.get(&ns).is_some() {
@@ -192,7 +194,7 @@ impl Client {
         tokio::spawn(async move {
             match nsp.run_middlewares(&socket).await {
                 Ok(()) => finish_connect(socket, restored),
-                Err(refusal) => refuse(&conn, ns, &refusal),
+                Err(refusal) => refuse(&conn, nsp.parser(), ns, &refusal),
             }
         });
     }
@@ -240,10 +242,10 @@ fn finish_connect(socket: SocketRef, restored: Option<(Vec<Room>, Vec<Missed>)>)
     }
 }
 
-fn refuse(conn: &Conn, ns: String, error: &crate::ConnectError) {
+fn refuse(conn: &Conn, parser: Parser, ns: String, error: &crate::ConnectError) {
     let packet = Packet {
         ns,
         data: PacketData::ConnectError(error.to_payload()),
     };
-    let _ = conn.send_all(crate::emit::frames(&packet));
+    let _ = conn.send_all(crate::emit::frames(parser, &packet));
 }

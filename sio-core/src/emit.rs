@@ -4,7 +4,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::engine::{Frame, SendError};
-use crate::parser::{self, Packet};
+use crate::parser::{Encoded, Packet, Parser};
 
 /// Why an emit failed.
 #[derive(Debug, thiserror::Error)]
@@ -19,13 +19,18 @@ pub enum EmitError {
     Send(#[from] SendError),
 }
 
-/// The frames of one packet: its text, then its binary attachments.
-pub(crate) fn frames(packet: &Packet) -> Vec<Frame> {
-    let (text, attachments) = parser::encode(packet);
-    let mut frames = Vec::with_capacity(1 + attachments.len());
-    frames.push(Frame::message(&text));
-    frames.extend(attachments.into_iter().map(Frame::Binary));
-    frames
+/// The frames of one packet: its text then its binary attachments (JSON), or one binary
+/// message (MessagePack).
+pub(crate) fn frames(parser: Parser, packet: &Packet) -> Vec<Frame> {
+    match parser.encode(packet) {
+        Encoded::Text(text, attachments) => {
+            let mut frames = Vec::with_capacity(1 + attachments.len());
+            frames.push(Frame::message(&text));
+            frames.extend(attachments.into_iter().map(Frame::Binary));
+            frames
+        }
+        Encoded::Binary(data) => vec![Frame::Binary(data)],
+    }
 }
 
 /// Arguments for a packet with `attachments`: when the arguments hold no placeholder (the

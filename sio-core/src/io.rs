@@ -16,7 +16,7 @@ use crate::engine::{Engine, EngineConfig, EngineConfigBuilder};
 use crate::extensions::Extensions;
 use crate::namespace::{Handlers, Namespace, Nsp, Shared};
 use crate::operators::{BroadcastOperators, RoomParam};
-use crate::parser::Limits;
+use crate::parser::{Limits, Parser};
 use crate::recovery::RecoveryConfig;
 use crate::socket::SocketRef;
 
@@ -33,6 +33,8 @@ pub struct SocketIoConfig {
     pub parser_limits: Limits,
     /// Connection state recovery (`connectionStateRecovery`). Default off.
     pub recovery: Option<RecoveryConfig>,
+    /// The packet format (`parser`). Default JSON.
+    pub parser: Parser,
 }
 
 impl Default for SocketIoConfig {
@@ -42,6 +44,7 @@ impl Default for SocketIoConfig {
             ack_timeout: Duration::from_secs(5),
             parser_limits: Limits::default(),
             recovery: None,
+            parser: Parser::Json,
         }
     }
 }
@@ -247,6 +250,12 @@ impl SocketIoBuilder {
         self
     }
 
+    /// Sets the packet format; clients must use the same (e.g. `socket.io-msgpack-parser`).
+    pub fn parser(mut self, parser: Parser) -> Self {
+        self.config.parser = parser;
+        self
+    }
+
     /// Turns on connection state recovery: clients that lose their connection and come back
     /// within the configured time get their socket id, rooms and missed broadcasts back.
     pub fn connection_state_recovery(mut self, config: RecoveryConfig) -> Self {
@@ -292,6 +301,7 @@ impl SocketIoBuilder {
             state: self.state,
             ack_timeout: self.config.ack_timeout,
             recovery: self.config.recovery.clone(),
+            parser: self.config.parser,
         });
         let mut namespaces = HashMap::new();
         for namespace in self.namespaces {

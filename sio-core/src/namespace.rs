@@ -14,6 +14,7 @@ use crate::engine::Sid;
 use crate::extensions::Extensions;
 use crate::extract::Context;
 use crate::handler::{ConnectError, Erased, Handler, HandlerResult, MiddlewareResult, erase, run};
+use crate::parser::Parser;
 use crate::recovery::{Recovery, RecoveryConfig, Session};
 use crate::socket::{DisconnectReason, Socket, SocketRef};
 
@@ -169,6 +170,7 @@ pub(crate) struct Shared {
     pub(crate) state: Extensions,
     pub(crate) ack_timeout: Duration,
     pub(crate) recovery: Option<RecoveryConfig>,
+    pub(crate) parser: Parser,
 }
 
 /// A namespace at run time: its handlers, its sockets and its rooms.
@@ -216,6 +218,10 @@ impl Nsp {
 
     pub(crate) fn state(&self) -> &Extensions {
         &self.shared.state
+    }
+
+    pub(crate) fn parser(&self) -> Parser {
+        self.shared.parser
     }
 
     pub(crate) fn ack_timeout(&self) -> Duration {

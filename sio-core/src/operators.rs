@@ -161,7 +161,7 @@ impl BroadcastOperators {
                 attachments.clone(),
             );
         }
-        let frames = frames(&packet);
+        let frames = frames(self.nsp.parser(), &packet);
         for socket in self.sockets() {
             if self.volatile && !socket.conn().is_writable() {
                 continue;

@@ -371,7 +371,7 @@ impl Socket {
     }
 
     pub(crate) fn send_packet(&self, packet: &Packet) -> Result<(), EmitError> {
-        self.conn.send_all(frames(packet))?;
+        self.conn.send_all(frames(self.nsp.parser(), packet))?;
         Ok(())
     }
 

@@ -30,5 +30,5 @@ fn official_engineio_client() {
             cfg.service(engine.service());
         }
     });
-    common::run_client(Path::new("node"), &js.join("engine_client.mjs"), addr);
+    common::run_client(Path::new("node"), &js.join("engine_client.mjs"), addr, &[]);
 }

@@ -10,11 +10,12 @@ use std::path::Path;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
+use sio_core::parser::Parser;
 use sio_core::{
     AckSender, Args, Bin, ConnectError, Data, Namespace, RecoveryConfig, SocketIo, SocketRef,
 };
 
-fn server() -> SocketIo {
+fn server(parser: Parser) -> SocketIo {
     let main = Namespace::new("/")
         .on_connect(|socket: SocketRef, Data(auth): Data<Value>| async move {
             let _ = socket.emit("welcome", &json!({"id": socket.id(), "auth": auth}));
@@ -88,6 +89,7 @@ fn server() -> SocketIo {
             let _ = ack.send(socket.ns());
         });
     SocketIo::builder()
+        .parser(parser)
         .connection_state_recovery(RecoveryConfig::default())
         .namespace(main)
         .namespace(admin)
@@ -95,9 +97,9 @@ fn server() -> SocketIo {
         .build()
 }
 
-fn start() -> std::net::SocketAddr {
-    common::start(|| {
-        let io = server();
+fn start(parser: Parser) -> std::net::SocketAddr {
+    common::start(move || {
+        let io = server(parser);
         move |cfg: &mut actix_web::web::ServiceConfig| {
             cfg.service(io.service());
         }
@@ -107,7 +109,21 @@ fn start() -> std::net::SocketAddr {
 #[test]
 fn official_socketio_client() {
     let js = common::js_dir("socket.io-client");
-    common::run_client(Path::new("node"), &js.join("socketio_client.mjs"), start());
+    let script = js.join("socketio_client.mjs");
+    common::run_client(Path::new("node"), &script, start(Parser::Json), &[]);
+}
+
+#[cfg(feature = "msgpack")]
+#[test]
+fn official_socketio_client_with_msgpack_parser() {
+    let js = common::js_dir("socket.io-msgpack-parser");
+    let script = js.join("socketio_client.mjs");
+    common::run_client(
+        Path::new("node"),
+        &script,
+        start(Parser::MsgPack),
+        &["msgpack"],
+    );
 }
 
 #[test]
@@ -119,5 +135,5 @@ fn python_socketio_client() {
         "the Python client is missing: run scripts/test (it creates {})",
         py.join(".venv").display()
     );
-    common::run_client(&python, &py.join("smoke.py"), start());
+    common::run_client(&python, &py.join("smoke.py"), start(Parser::Json), &[]);
 }

@@ -83,6 +83,12 @@ pub enum ParseError {
     /// A placeholder refers to an attachment that does not exist.
     #[error("invalid attachment placeholder")]
     Placeholder,
+    /// A text message reached a parser that only takes binary ones (MessagePack).
+    #[error("unexpected text message")]
+    UnexpectedText,
+    /// A binary message is not a MessagePack packet map.
+    #[error("invalid MessagePack packet")]
+    MsgPack,
 }
 
 /// Decodes the packets of one connection. Binary packets span several messages, so the decoder
@@ -90,6 +96,7 @@ pub enum ParseError {
 #[derive(Debug)]
 pub struct Decoder {
     limits: Limits,
+    parser: super::Parser,
     pending: Option<Pending>,
 }
 
@@ -106,12 +113,22 @@ impl Decoder {
     pub fn new(limits: Limits) -> Self {
         Decoder {
             limits,
+            parser: super::Parser::Json,
             pending: None,
         }
     }
 
+    /// The same decoder for another packet format.
+    pub fn with_parser(mut self, parser: super::Parser) -> Self {
+        self.parser = parser;
+        self
+    }
+
     /// Decodes a text message. `Ok(None)`: a binary packet whose attachments come next.
     pub fn decode_text(&mut self, text: &str) -> Result<Option<Packet>, ParseError> {
+        if self.parser != super::Parser::Json {
+            return Err(ParseError::UnexpectedText);
+        }
         if self.pending.is_some() {
             self.pending = None;
             return Err(ParseError::PendingAttachments);
@@ -132,6 +149,10 @@ impl Decoder {
     /// Decodes a binary message: the next attachment of the pending binary packet. Returns the
     /// packet once its last attachment is in.
     pub fn decode_binary(&mut self, data: Bytes) -> Result<Option<Packet>, ParseError> {
+        #[cfg(feature = "msgpack")]
+        if self.parser == super::Parser::MsgPack {
+            return super::msgpack::decode(&data, &self.limits).map(Some);
+        }
         let mut pending = self.pending.take().ok_or(ParseError::UnexpectedBinary)?;
         pending.bytes += data.len();
         if pending.bytes > self.limits.max_attachment_bytes {
@@ -236,7 +257,7 @@ fn parse(text: &str, limits: &Limits) -> Result<(Packet, usize), ParseError> {
 }
 
 /// An event payload: an array whose first element is a name a client may send, or a number.
-fn is_event(args: &Value) -> bool {
+pub(super) fn is_event(args: &Value) -> bool {
     match args.as_array().and_then(|a| a.first()) {
         Some(Value::String(name)) => !RESERVED_EVENTS.contains(&name.as_str()),
         Some(Value::Number(_)) => true,

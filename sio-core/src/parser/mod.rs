@@ -16,12 +16,57 @@
 
 mod decode;
 mod encode;
+#[cfg(feature = "msgpack")]
+mod msgpack;
 
 use bytes::Bytes;
 use serde_json::Value;
 
 pub use decode::{Decoder, Limits, ParseError};
 pub use encode::encode;
+
+/// The packet format a server speaks; every client must use the same one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Parser {
+    /// The default format: text packets with JSON, binary attachments as extra messages.
+    #[default]
+    Json,
+    /// `socket.io-msgpack-parser`: one MessagePack binary message per packet (feature
+    /// `msgpack`).
+    #[cfg(feature = "msgpack")]
+    MsgPack,
+}
+
+/// The messages that carry one packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encoded {
+    /// A text message followed by binary attachments (JSON parser).
+    Text(String, Vec<Bytes>),
+    /// One binary message (MessagePack parser).
+    Binary(Bytes),
+}
+
+impl Parser {
+    /// Encodes a packet in this format.
+    ///
+    /// ```
+    /// use sio_core::parser::{Encoded, Packet, PacketData, Parser};
+    ///
+    /// let packet = Packet { ns: "/".into(), data: PacketData::Disconnect };
+    /// assert_eq!(Parser::Json.encode(&packet), Encoded::Text("1".into(), vec![]));
+    /// ```
+    pub fn encode(self, packet: &Packet) -> Encoded {
+        match self {
+            Parser::Json => {
+                let (text, attachments) = encode(packet);
+                Encoded::Text(text, attachments)
+            }
+            #[cfg(feature = "msgpack")]
+            Parser::MsgPack => Encoded::Binary(msgpack::encode(packet)),
+        }
+    }
+}
 
 /// One Socket.IO packet.
 #[derive(Debug, Clone, PartialEq)]

@@ -43,12 +43,13 @@ pub(crate) fn js_dir(package: &str) -> PathBuf {
     js
 }
 
-/// Runs `program script http://ADDR` for at most 90 s and asserts it succeeded, showing its
-/// output either way.
-pub(crate) fn run_client(program: &Path, script: &Path, addr: SocketAddr) {
+/// Runs `program script http://ADDR ARGS...` for at most 90 s and asserts it succeeded,
+/// showing its output either way.
+pub(crate) fn run_client(program: &Path, script: &Path, addr: SocketAddr, args: &[&str]) {
     let mut child = Command::new(program)
         .arg(script)
         .arg(format!("http://{addr}"))
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -3,6 +3,7 @@
 // Usage: node socketio_client.mjs http://127.0.0.1:PORT
 // Prints one line per check and "N passed, M failed" last; exits non-zero on any failure.
 import { io } from "socket.io-client";
+import msgpackParser from "socket.io-msgpack-parser";
 import { check, report, target, within } from "./harness.mjs";
 
 const url = target("socketio_client.mjs");
@@ -13,8 +14,10 @@ function eq(actual, expected, what) {
   const e = JSON.stringify(expected);
   if (a !== e) throw new Error(`${what}: expected ${e}, got ${a}`);
 }
+// `msgpack` as second argument: every client uses socket.io-msgpack-parser.
+const parser = process.argv[3] === "msgpack" ? { parser: msgpackParser } : {};
 function connect(opts, nsp = "/") {
-  return io(url + nsp, { forceNew: true, reconnection: false, ...opts });
+  return io(url + nsp, { forceNew: true, reconnection: false, ...parser, ...opts });
 }
 async function connected(socket) {
   if (!socket.connected) await once(socket, "connect");
@@ -26,6 +29,7 @@ const setups = {
   websocket: { transports: ["websocket"] },
   upgrade: {},
 };
+for (const setup of Object.values(setups)) Object.assign(setup, parser);
 
 for (const [label, opts] of Object.entries(setups)) {
   const a = connect({ ...opts, auth: { name: "a" } });
