@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::adapter::BroadcastOptions;
+use crate::adapter::{AdapterError, Backend, BroadcastOptions};
 use crate::client::Client;
 use crate::emit::EmitError;
 use actix_web::dev::HttpServiceFactory;
@@ -36,6 +36,10 @@ pub struct SocketIoConfig {
     /// The packet format (`parser`). Default JSON.
     pub parser: Parser,
 }
+
+/// The cluster backend, kept apart from the plain settings so that they stay `Clone + Debug`
+/// without requiring it of every backend.
+type BackendRef = Option<Arc<dyn Backend>>;
 
 impl Default for SocketIoConfig {
     fn default() -> Self {
@@ -143,6 +147,7 @@ impl SocketIo {
             namespaces: Vec::new(),
             dynamic: Vec::new(),
             state: Extensions::default(),
+            backend: None,
         }
     }
 
@@ -186,6 +191,14 @@ impl SocketIo {
         self.main().sockets()
     }
 
+    /// The number of nodes in the cluster (1 without a cluster backend).
+    pub async fn server_count(&self) -> Result<usize, AdapterError> {
+        match &self.inner.shared.backend {
+            Some(backend) => backend.server_count().await,
+            None => Ok(1),
+        }
+    }
+
     /// Closes every connection, telling clients the server is going away.
     pub fn close(&self) {
         self.engine.close_all();
@@ -200,6 +213,7 @@ pub struct SocketIoBuilder {
     namespaces: Vec<Namespace>,
     dynamic: Vec<(Predicate, Namespace)>,
     state: Extensions,
+    backend: BackendRef,
 }
 
 impl fmt::Debug for SocketIoBuilder {
@@ -247,6 +261,13 @@ impl SocketIoBuilder {
     /// Sets [`SocketIoConfig::parser_limits`].
     pub fn parser_limits(mut self, limits: Limits) -> Self {
         self.config.parser_limits = limits;
+        self
+    }
+
+    /// Makes this server one node of a cluster: broadcasts, room changes, disconnections and
+    /// socket lookups reach the sockets of every node sharing the backend (e.g. Redis).
+    pub fn adapter(mut self, backend: impl Backend) -> Self {
+        self.backend = Some(Arc::new(backend));
         self
     }
 
@@ -302,6 +323,7 @@ impl SocketIoBuilder {
             ack_timeout: self.config.ack_timeout,
             recovery: self.config.recovery.clone(),
             parser: self.config.parser,
+            backend: self.backend,
         });
         let mut namespaces = HashMap::new();
         for namespace in self.namespaces {

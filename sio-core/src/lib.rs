@@ -52,7 +52,10 @@ mod recovery;
 mod socket;
 
 pub use ack::{AckError, AckResponse, AckSender};
-pub use adapter::{BroadcastOptions, Room};
+pub use adapter::{
+    AdapterError, Backend, BackendFuture, BroadcastOptions, ClusterRequest, ClusterResponse,
+    MemoryCluster, MemoryNode, RemoteSocket, RequestHandler, Room,
+};
 pub use args::Args;
 pub use emit::EmitError;
 pub use extensions::Extensions;

@@ -3,18 +3,23 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::adapter::LocalAdapter;
+use crate::adapter::{
+    AdapterError, Backend, BroadcastOptions, ClusterRequest, ClusterResponse, LocalAdapter,
+    RequestHandler,
+};
+use crate::emit::frames;
 use crate::engine::Sid;
 use crate::extensions::Extensions;
 use crate::extract::Context;
 use crate::handler::{ConnectError, Erased, Handler, HandlerResult, MiddlewareResult, erase, run};
 use crate::parser::Parser;
+use crate::parser::{Packet, PacketData};
 use crate::recovery::{Recovery, RecoveryConfig, Session};
 use crate::socket::{DisconnectReason, Socket, SocketRef};
 
@@ -171,6 +176,7 @@ pub(crate) struct Shared {
     pub(crate) ack_timeout: Duration,
     pub(crate) recovery: Option<RecoveryConfig>,
     pub(crate) parser: Parser,
+    pub(crate) backend: Option<Arc<dyn Backend>>,
 }
 
 /// A namespace at run time: its handlers, its sockets and its rooms.
@@ -193,14 +199,121 @@ impl fmt::Debug for Nsp {
 
 impl Nsp {
     pub(crate) fn new(path: String, handlers: Arc<Handlers>, shared: Arc<Shared>) -> Arc<Self> {
-        Arc::new(Nsp {
+        let nsp = Arc::new(Nsp {
             path,
             handlers,
             sockets: RwLock::new(HashMap::new()),
             adapter: LocalAdapter::default(),
             recovery: shared.recovery.clone().map(Recovery::new),
             shared,
-        })
+        });
+        if let Some(backend) = &nsp.shared.backend {
+            let handler: Weak<dyn RequestHandler> = Arc::downgrade(&nsp) as Weak<Nsp>;
+            backend.register(&nsp.path, handler);
+        }
+        nsp
+    }
+
+    /// The sockets of this node that `opts` chooses.
+    pub(crate) fn local_sockets(&self, opts: &BroadcastOptions) -> Vec<SocketRef> {
+        let ids = self.adapter.targets(opts, self.socket_ids().into_iter());
+        ids.into_iter().filter_map(|sid| self.socket(sid)).collect()
+    }
+
+    /// Sends a packet to the sockets of this node that `opts` chooses; it is encoded once.
+    pub(crate) fn deliver(&self, packet: &Packet, opts: &BroadcastOptions, volatile: bool) {
+        let frames = frames(self.parser(), packet);
+        for socket in self.local_sockets(opts) {
+            if volatile && !socket.conn().is_writable() {
+                continue;
+            }
+            if let Err(err) = socket.conn().send_all(frames.iter().cloned()) {
+                tracing::debug!(socket = %socket.id(), %err, "broadcast skipped a socket");
+            }
+        }
+    }
+
+    /// Sends a request to the other nodes, if there is a cluster.
+    pub(crate) fn publish(&self, request: ClusterRequest) {
+        if let Some(backend) = &self.shared.backend {
+            backend.publish(&self.path, request);
+        }
+    }
+
+    /// Asks the other nodes, if there is a cluster.
+    pub(crate) async fn request(
+        &self,
+        request: ClusterRequest,
+    ) -> Result<Vec<ClusterResponse>, AdapterError> {
+        match &self.shared.backend {
+            Some(backend) => {
+                backend
+                    .request(&self.path, request, self.shared.ack_timeout)
+                    .await
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Applies a cluster request to this node's sockets.
+    pub(crate) fn handle_local(&self, request: ClusterRequest) -> ClusterResponse {
+        match request {
+            ClusterRequest::Broadcast { packet, opts } => {
+                self.log_remote_broadcast(&packet, &opts);
+                self.deliver(&packet, &opts, false);
+            }
+            ClusterRequest::FetchSockets { opts } => {
+                let sockets = self
+                    .local_sockets(&opts)
+                    .iter()
+                    .map(|s| s.describe())
+                    .collect();
+                return ClusterResponse::Sockets(sockets);
+            }
+            ClusterRequest::SocketsJoin { opts, rooms } => {
+                for socket in self.local_sockets(&opts) {
+                    socket.join(rooms.clone());
+                }
+            }
+            ClusterRequest::SocketsLeave { opts, rooms } => {
+                for socket in self.local_sockets(&opts) {
+                    socket.leave(rooms.clone());
+                }
+            }
+            ClusterRequest::DisconnectSockets { opts, close } => {
+                for socket in self.local_sockets(&opts) {
+                    if close {
+                        socket.close();
+                    } else {
+                        socket.disconnect();
+                    }
+                }
+            }
+            ClusterRequest::ServerSideEmit { .. } => {
+                tracing::debug!(ns = %self.path, "server-side events are not handled yet");
+            }
+        }
+        ClusterResponse::Done
+    }
+
+    /// Keeps another node's broadcast for this node's recovering clients: its last argument
+    /// is the offset the sending node gave it.
+    fn log_remote_broadcast(&self, packet: &Packet, opts: &BroadcastOptions) {
+        let Some(recovery) = &self.recovery else {
+            return;
+        };
+        if let PacketData::Event {
+            args, attachments, ..
+        } = &packet.data
+            && let Some(Value::String(offset)) = args.as_array().and_then(|a| a.last())
+        {
+            recovery.log(
+                offset.clone(),
+                opts.clone(),
+                args.clone(),
+                attachments.clone(),
+            );
+        }
     }
 
     pub(crate) fn path(&self) -> &str {
@@ -359,5 +472,11 @@ fn call(handler: &EventHandler, mut ctx: Context, what: &str) {
         Err(err) => {
             tracing::debug!(target: "sio::rejection", %socket, handler = %what, %err, "handler not called");
         }
+    }
+}
+
+impl RequestHandler for Nsp {
+    fn handle(&self, request: ClusterRequest) -> ClusterResponse {
+        self.handle_local(request)
     }
 }

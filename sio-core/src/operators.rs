@@ -10,8 +10,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::ack::{AckError, AckResponse};
-use crate::adapter::{BroadcastOptions, Room};
-use crate::emit::{EmitError, frames};
+use crate::adapter::{
+    AdapterError, BroadcastOptions, ClusterRequest, ClusterResponse, RemoteSocket, Room,
+};
+use crate::emit::EmitError;
 use crate::engine::Sid;
 use crate::namespace::Nsp;
 use crate::parser::PacketData;
@@ -75,6 +77,7 @@ pub struct BroadcastOperators {
     attachments: Vec<Bytes>,
     timeout: Option<Duration>,
     volatile: bool,
+    local: bool,
 }
 
 impl fmt::Debug for BroadcastOperators {
@@ -94,6 +97,7 @@ impl BroadcastOperators {
             attachments: Vec::new(),
             timeout: None,
             volatile: false,
+            local: false,
         }
     }
 
@@ -114,8 +118,9 @@ impl BroadcastOperators {
         self
     }
 
-    /// Only this node's sockets. (Without a cluster adapter every broadcast is local.)
-    pub fn local(self) -> Self {
+    /// Only this node's sockets, not those of the other nodes of the cluster.
+    pub fn local(mut self) -> Self {
+        self.local = true;
         self
     }
 
@@ -161,14 +166,12 @@ impl BroadcastOperators {
                 attachments.clone(),
             );
         }
-        let frames = frames(self.nsp.parser(), &packet);
-        for socket in self.sockets() {
-            if self.volatile && !socket.conn().is_writable() {
-                continue;
-            }
-            if let Err(err) = socket.conn().send_all(frames.iter().cloned()) {
-                tracing::debug!(socket = %socket.id(), %err, "broadcast skipped a socket");
-            }
+        self.nsp.deliver(&packet, &self.opts, self.volatile);
+        if !self.local {
+            self.nsp.publish(ClusterRequest::Broadcast {
+                packet,
+                opts: self.opts,
+            });
         }
         Ok(())
     }
@@ -211,44 +214,58 @@ impl BroadcastOperators {
         Ok(join_all(waits).await)
     }
 
-    /// The chosen sockets (`fetchSockets()`).
+    /// The chosen sockets of this node.
     pub fn sockets(&self) -> Vec<SocketRef> {
-        let ids = self
-            .nsp
-            .adapter()
-            .targets(&self.opts, self.nsp.socket_ids().into_iter());
-        ids.into_iter()
-            .filter_map(|sid| self.nsp.socket(sid))
-            .collect()
+        self.nsp.local_sockets(&self.opts)
     }
 
-    /// Makes the chosen sockets join rooms (`socketsJoin`).
+    /// The chosen sockets of every node (`fetchSockets()`), described.
+    pub async fn fetch_sockets(self) -> Result<Vec<RemoteSocket>, AdapterError> {
+        let mut sockets: Vec<RemoteSocket> = self.sockets().iter().map(|s| s.describe()).collect();
+        if !self.local {
+            let request = ClusterRequest::FetchSockets { opts: self.opts };
+            for answer in self.nsp.request(request).await? {
+                if let ClusterResponse::Sockets(remote) = answer {
+                    sockets.extend(remote);
+                }
+            }
+        }
+        Ok(sockets)
+    }
+
+    /// Makes the chosen sockets join rooms, on every node (`socketsJoin`).
     pub fn join(self, rooms: impl RoomParam) {
-        let rooms = rooms.into_rooms();
-        for socket in self.sockets() {
-            socket.join(rooms.clone());
-        }
+        self.apply(|opts| ClusterRequest::SocketsJoin {
+            opts,
+            rooms: rooms.into_rooms(),
+        });
     }
 
-    /// Makes the chosen sockets leave rooms (`socketsLeave`).
+    /// Makes the chosen sockets leave rooms, on every node (`socketsLeave`).
     pub fn leave(self, rooms: impl RoomParam) {
-        let rooms = rooms.into_rooms();
-        for socket in self.sockets() {
-            socket.leave(rooms.clone());
-        }
+        self.apply(|opts| ClusterRequest::SocketsLeave {
+            opts,
+            rooms: rooms.into_rooms(),
+        });
     }
 
-    /// Disconnects the chosen sockets from the namespace (`disconnectSockets()`).
+    /// Disconnects the chosen sockets from the namespace, on every node
+    /// (`disconnectSockets()`).
     pub fn disconnect(self) {
-        for socket in self.sockets() {
-            socket.disconnect();
-        }
+        self.apply(|opts| ClusterRequest::DisconnectSockets { opts, close: false });
     }
 
-    /// Closes the chosen sockets' connections (`disconnectSockets(true)`).
+    /// Closes the chosen sockets' connections, on every node (`disconnectSockets(true)`).
     pub fn close(self) {
-        for socket in self.sockets() {
-            socket.close();
+        self.apply(|opts| ClusterRequest::DisconnectSockets { opts, close: true });
+    }
+
+    /// Applies an operation here, then on the other nodes unless `local`.
+    fn apply(self, request: impl FnOnce(BroadcastOptions) -> ClusterRequest) {
+        let request = request(self.opts);
+        self.nsp.handle_local(request.clone());
+        if !self.local {
+            self.nsp.publish(request);
         }
     }
 }

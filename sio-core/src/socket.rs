@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::ack::{AckError, AckResponse};
-use crate::adapter::{BroadcastOptions, Room};
+use crate::adapter::{BroadcastOptions, RemoteSocket, Room};
 use crate::args::to_args;
 use crate::client::Connection;
 use crate::emit::{EmitError, frames, with_placeholders};
@@ -352,6 +352,15 @@ impl Socket {
             socket.disconnect();
         }
         self.conn.close(CloseReason::ForcedClose);
+    }
+
+    /// This socket as another node sees it.
+    pub(crate) fn describe(&self) -> RemoteSocket {
+        RemoteSocket {
+            id: self.id,
+            rooms: self.rooms(),
+            auth: self.handshake.auth.clone(),
+        }
     }
 
     pub(crate) fn conn(&self) -> &Arc<Conn> {

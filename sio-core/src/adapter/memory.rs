@@ -1,0 +1,107 @@
+//! A cluster of nodes in one process: every [`SocketIo`](crate::SocketIo) built with a backend
+//! from the same [`MemoryCluster`] acts as one node. Cluster semantics are tested with it without
+//! Redis.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use super::cluster::{Backend, BackendFuture, ClusterRequest, ClusterResponse, RequestHandler};
+
+type Handlers = HashMap<(usize, String), Weak<dyn RequestHandler>>;
+
+/// Several nodes in one process.
+///
+/// ```
+/// use sio_core::{MemoryCluster, SocketIo};
+///
+/// let cluster = MemoryCluster::default();
+/// let a = SocketIo::builder().adapter(cluster.node()).build();
+/// let b = SocketIo::builder().adapter(cluster.node()).build();
+/// # let _ = (a, b);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemoryCluster {
+    inner: Arc<Mutex<Shared>>,
+}
+
+#[derive(Default)]
+struct Shared {
+    nodes: usize,
+    handlers: Handlers,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("nodes", &self.nodes)
+            .finish()
+    }
+}
+
+impl MemoryCluster {
+    /// The backend of a new node of this cluster.
+    pub fn node(&self) -> MemoryNode {
+        let mut shared = lock(&self.inner);
+        shared.nodes += 1;
+        MemoryNode {
+            id: shared.nodes,
+            cluster: self.clone(),
+        }
+    }
+
+    /// The handlers of the other nodes for a namespace.
+    fn others(&self, me: usize, ns: &str) -> Vec<Arc<dyn RequestHandler>> {
+        lock(&self.inner)
+            .handlers
+            .iter()
+            .filter(|((node, name), _)| *node != me && name == ns)
+            .filter_map(|(_, handler)| handler.upgrade())
+            .collect()
+    }
+}
+
+/// One node of a [`MemoryCluster`].
+#[derive(Debug, Clone)]
+pub struct MemoryNode {
+    id: usize,
+    cluster: MemoryCluster,
+}
+
+impl Backend for MemoryNode {
+    fn register(&self, ns: &str, handler: Weak<dyn RequestHandler>) {
+        lock(&self.cluster.inner)
+            .handlers
+            .insert((self.id, ns.to_owned()), handler);
+    }
+
+    fn publish(&self, ns: &str, request: ClusterRequest) {
+        for handler in self.cluster.others(self.id, ns) {
+            handler.handle(request.clone());
+        }
+    }
+
+    fn request(
+        &self,
+        ns: &str,
+        request: ClusterRequest,
+        _timeout: Duration,
+    ) -> BackendFuture<Vec<ClusterResponse>> {
+        let answers = self
+            .cluster
+            .others(self.id, ns)
+            .into_iter()
+            .map(|handler| handler.handle(request.clone()))
+            .collect();
+        Box::pin(async move { Ok(answers) })
+    }
+
+    fn server_count(&self) -> BackendFuture<usize> {
+        let count = lock(&self.cluster.inner).nodes;
+        Box::pin(async move { Ok(count) })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
