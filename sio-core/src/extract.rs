@@ -22,14 +22,19 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use std::sync::Arc;
+
 use crate::ack::AckSender;
 use crate::args::{Args, from_args};
+use crate::namespace::Shared;
 use crate::socket::{DisconnectReason, SocketRef};
 
 /// Everything a handler call can draw from. Extractors take what they need.
 #[derive(Debug)]
 pub struct Context {
-    pub(crate) socket: SocketRef,
+    /// The socket, except in handlers of server-side events (`on_server_event`).
+    pub(crate) socket: Option<SocketRef>,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) event: Option<String>,
     pub(crate) args: Option<Vec<Value>>,
     pub(crate) attachments: Option<Vec<Bytes>>,
@@ -39,8 +44,18 @@ pub struct Context {
 
 impl Context {
     pub(crate) fn new(socket: SocketRef) -> Self {
+        let shared = socket.nsp().shared().clone();
         Context {
-            socket,
+            socket: Some(socket),
+            ..Context::server(shared)
+        }
+    }
+
+    /// A context without socket, for a server-side event.
+    pub(crate) fn server(shared: Arc<Shared>) -> Self {
+        Context {
+            socket: None,
+            shared,
             event: None,
             args: None,
             attachments: None,
@@ -49,9 +64,13 @@ impl Context {
         }
     }
 
-    /// The socket the handler runs for.
-    pub fn socket(&self) -> &SocketRef {
-        &self.socket
+    /// The socket the handler runs for (none for server-side events).
+    pub fn socket(&self) -> Option<&SocketRef> {
+        self.socket.as_ref()
+    }
+
+    fn require_socket(&self, what: &'static str) -> Result<&SocketRef, ExtractError> {
+        self.socket.as_ref().ok_or(ExtractError::NotAvailable(what))
     }
 }
 
@@ -88,7 +107,7 @@ pub trait FromContext: Sized {
 
 impl FromContext for SocketRef {
     fn from_context(ctx: &mut Context) -> Result<Self, ExtractError> {
-        Ok(ctx.socket.clone())
+        ctx.require_socket("SocketRef").cloned()
     }
 }
 
@@ -149,7 +168,8 @@ impl FromContext for Bin {
 
 impl FromContext for AckSender {
     fn from_context(ctx: &mut Context) -> Result<Self, ExtractError> {
-        Ok(AckSender::new(ctx.socket.clone(), ctx.ack_id.take()))
+        let socket = ctx.require_socket("AckSender")?.clone();
+        Ok(AckSender::new(socket, ctx.ack_id.take()))
     }
 }
 
@@ -172,8 +192,8 @@ pub struct State<T>(pub T);
 
 impl<T: Clone + Send + Sync + 'static> FromContext for State<T> {
     fn from_context(ctx: &mut Context) -> Result<Self, ExtractError> {
-        ctx.socket
-            .io_state()
+        ctx.shared
+            .state
             .get::<T>()
             .map(State)
             .ok_or(ExtractError::MissingState(type_name::<T>()))
@@ -186,7 +206,8 @@ pub struct Auth<T>(pub T);
 
 impl<T: DeserializeOwned> FromContext for Auth<T> {
     fn from_context(ctx: &mut Context) -> Result<Self, ExtractError> {
-        serde_json::from_value(ctx.socket.handshake().auth.clone())
+        let auth = ctx.require_socket("Auth")?.handshake().auth.clone();
+        serde_json::from_value(auth)
             .map(Auth)
             .map_err(|source| ExtractError::Data {
                 ty: type_name::<T>(),

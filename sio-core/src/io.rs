@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::adapter::{AdapterError, Backend, BroadcastOptions};
+use crate::adapter::{AdapterError, Backend, BroadcastOptions, ClusterRequest};
 use crate::client::Client;
 use crate::emit::EmitError;
 use actix_web::dev::HttpServiceFactory;
@@ -189,6 +189,22 @@ impl SocketIo {
     /// Every socket of the main namespace (`io.fetchSockets()`).
     pub fn sockets(&self) -> Vec<SocketRef> {
         self.main().sockets()
+    }
+
+    /// Sends an event to the handlers of the other nodes of the cluster (`io.serverSideEmit`),
+    /// registered with [`Namespace::on_server_event`] on the main namespace. Without a cluster
+    /// backend it goes nowhere.
+    pub fn server_side_emit<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<(), EmitError> {
+        let mut args = vec![serde_json::Value::String(event.to_owned())];
+        args.extend(crate::args::to_args(data)?);
+        self.main()
+            .nsp()
+            .publish(ClusterRequest::ServerSideEmit { args });
+        Ok(())
     }
 
     /// The number of nodes in the cluster (1 without a cluster backend).

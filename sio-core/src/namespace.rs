@@ -55,6 +55,7 @@ pub(crate) struct Handlers {
     any: Option<EventHandler>,
     connect: Option<EventHandler>,
     disconnect: Option<EventHandler>,
+    server_events: HashMap<String, EventHandler>,
     middlewares: Vec<Erased<Option<ConnectError>>>,
 }
 
@@ -134,6 +135,22 @@ impl Namespace {
         <H::Future as Future>::Output: HandlerResult,
     {
         self.handlers.disconnect = Some(erase(handler, HandlerResult::into_error));
+        self
+    }
+
+    /// Handles an event that another node of the cluster sent with
+    /// [`SocketIo::server_side_emit`](crate::SocketIo::server_side_emit) (`io.on(event)` for
+    /// server-side events in Node). There is no socket: [`Data`](crate::Data),
+    /// [`Args`](crate::Args), [`Event`](crate::Event) and [`State`](crate::State) apply.
+    pub fn on_server_event<H, T>(mut self, event: impl Into<String>, handler: H) -> Self
+    where
+        H: Handler<T>,
+        T: 'static,
+        <H::Future as Future>::Output: HandlerResult,
+    {
+        self.handlers
+            .server_events
+            .insert(event.into(), erase(handler, HandlerResult::into_error));
         self
     }
 
@@ -289,8 +306,18 @@ impl Nsp {
                     }
                 }
             }
-            ClusterRequest::ServerSideEmit { .. } => {
-                tracing::debug!(ns = %self.path, "server-side events are not handled yet");
+            ClusterRequest::ServerSideEmit { args } => {
+                let mut args = args.into_iter();
+                let event = match args.next() {
+                    Some(Value::String(event)) => event,
+                    _ => return ClusterResponse::Done,
+                };
+                if let Some(handler) = self.handlers.server_events.get(&event) {
+                    let mut ctx = Context::server(self.shared.clone());
+                    ctx.event = Some(event.clone());
+                    ctx.args = Some(args.collect());
+                    call(handler, ctx, &event);
+                }
             }
         }
         ClusterResponse::Done
@@ -329,8 +356,8 @@ impl Nsp {
         self.recovery.as_ref()
     }
 
-    pub(crate) fn state(&self) -> &Extensions {
-        &self.shared.state
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     pub(crate) fn parser(&self) -> Parser {
@@ -459,7 +486,10 @@ fn connect_context(socket: &SocketRef) -> Context {
 
 /// Calls a handler, logging a rejected argument or a returned error.
 fn call(handler: &EventHandler, mut ctx: Context, what: &str) {
-    let socket = ctx.socket.id();
+    let socket = ctx
+        .socket
+        .as_ref()
+        .map_or_else(|| "server".to_owned(), |s| s.id().to_string());
     match handler(&mut ctx) {
         Ok(fut) => {
             let what = what.to_owned();

@@ -101,6 +101,10 @@ impl BroadcastOperators {
         }
     }
 
+    pub(crate) fn nsp(&self) -> &Arc<Nsp> {
+        &self.nsp
+    }
+
     /// Only the sockets in these rooms (added to earlier `to` rooms).
     pub fn to(mut self, rooms: impl RoomParam) -> Self {
         self.opts.rooms.extend(rooms.into_rooms());

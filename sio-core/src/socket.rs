@@ -371,10 +371,6 @@ impl Socket {
         &self.nsp
     }
 
-    pub(crate) fn io_state(&self) -> &Extensions {
-        self.nsp.state()
-    }
-
     pub(crate) fn set_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::Release);
     }

@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 
 use serde::Deserialize;
-use sio_core::{AckSender, Data, MemoryCluster, Namespace, SocketIo, SocketRef};
+use sio_core::{AckSender, Data, MemoryCluster, Namespace, SocketIo, SocketRef, State};
 
 #[derive(Deserialize)]
 struct RoomMessage {
@@ -92,3 +92,33 @@ async fn server_count_counts_every_node() {
     let alone = SocketIo::builder().build();
     assert_eq!(alone.server_count().await.unwrap(), 1);
 }
+
+#[actix_web::test]
+async fn server_side_events_reach_the_other_nodes_handlers() {
+    let cluster = MemoryCluster::default();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, i64)>();
+    let receiving = |name: &'static str| {
+        Namespace::new("/").on_server_event(
+            "hello",
+            move |Data((text, n)): Data<(String, i64)>, State(tx): State<Sender>| async move {
+                let _ = tx.send((format!("{name}: {text}"), n));
+            },
+        )
+    };
+    let a = SocketIo::builder()
+        .adapter(cluster.node())
+        .with_state(tx.clone())
+        .namespace(receiving("a"))
+        .build();
+    let _b = SocketIo::builder()
+        .adapter(cluster.node())
+        .with_state(tx)
+        .namespace(receiving("b"))
+        .build();
+    a.server_side_emit("hello", &("world", 7)).unwrap();
+    // Only the other node hears it, once.
+    assert_eq!(rx.recv().await, Some(("b: world".to_string(), 7)));
+    assert!(rx.try_recv().is_err());
+}
+
+type Sender = tokio::sync::mpsc::UnboundedSender<(String, i64)>;

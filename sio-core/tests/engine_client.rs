@@ -7,25 +7,14 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 
-use sio_core::engine::{Engine, EngineConfig, Handler, Message, Socket};
-
-struct Echo;
-
-impl Handler for Echo {
-    type Data = ();
-
-    fn on_message(&self, socket: &Arc<Socket<()>>, message: Message) {
-        let _ = socket.send(message.into_frame());
-    }
-}
+use sio_core::engine::{Engine, EngineConfig};
 
 #[test]
 fn official_engineio_client() {
     let js = common::js_dir("engine.io-client");
     let addr = common::start(|| {
-        let engine = Engine::new(EngineConfig::default(), Echo);
+        let engine = Engine::new(EngineConfig::default(), common::Echo);
         move |cfg: &mut actix_web::web::ServiceConfig| {
             cfg.service(engine.service());
         }

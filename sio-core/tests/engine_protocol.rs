@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
@@ -15,17 +14,7 @@ use awc::ws::{CloseCode, Frame, Message as WsMessage};
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
-use sio_core::engine::{Cors, Engine, EngineConfig, Handler, Message, Socket};
-
-struct Echo;
-
-impl Handler for Echo {
-    type Data = ();
-
-    fn on_message(&self, socket: &Arc<Socket<()>>, message: Message) {
-        let _ = socket.send(message.into_frame());
-    }
-}
+use sio_core::engine::{Cors, Engine, EngineConfig};
 
 const MAX_PAYLOAD: u64 = 1000;
 
@@ -40,7 +29,7 @@ fn server() -> String {
             .cors(Cors::any())
             .allow_request(|req| !req.headers().contains_key("x-deny"))
             .build();
-        let engine = Engine::new(config, Echo);
+        let engine = Engine::new(config, common::Echo);
         move |cfg: &mut ServiceConfig| {
             cfg.service(engine.service());
         }

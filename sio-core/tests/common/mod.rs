@@ -6,10 +6,22 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpServer, web};
+use sio_core::engine::{Handler, Message, Socket};
+
+/// A bare Engine.IO handler that sends every message back, text as text, binary as binary.
+pub(crate) struct Echo;
+
+impl Handler for Echo {
+    type Data = ();
+
+    fn on_message(&self, socket: &Arc<Socket<()>>, message: Message) {
+        let _ = socket.send(message.into_frame());
+    }
+}
 
 /// Starts an actix-web server (two workers, like a real deployment sharing one session table)
 /// on a free port of 127.0.0.1, in its own thread, with the routes `make` sets up.
