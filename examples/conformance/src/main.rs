@@ -4,7 +4,7 @@
 //! - `/engine.io/`: a bare Engine.IO server that echoes every message;
 //! - `/socket.io/`: a Socket.IO server with the namespaces `/` and `/custom`.
 //!
-//! `PORT` (default 3000) picks the port on 127.0.0.1.
+//! `PORT` (default 3000) picks the port on 127.0.0.1; `ALLOW_EIO3=1` also accepts Engine.IO v3.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,12 +25,15 @@ impl Handler for Echo {
     }
 }
 
-/// The suites' Engine.IO settings, shared by both endpoints.
+/// The suites' Engine.IO settings, shared by both endpoints. `ALLOW_EIO3=1` accepts Engine.IO
+/// v3 clients too (for the v3 suite; the v4 suites need it off, since a request without `EIO`
+/// then counts as v3).
 fn suite_timings(config: EngineConfigBuilder) -> EngineConfigBuilder {
     config
         .ping_interval(Duration::from_millis(300))
         .ping_timeout(Duration::from_millis(200))
         .cors(Cors::any())
+        .allow_eio3(std::env::var("ALLOW_EIO3").is_ok_and(|v| v == "1"))
 }
 
 /// Every namespace emits `auth` with the CONNECT payload when a client connects.

@@ -65,6 +65,9 @@ pub struct EngineConfig {
     pub cors: Option<Cors>,
     /// A check run on every handshake (`allowRequest`). Default none.
     pub allow_request: Option<AllowRequest>,
+    /// Accept Engine.IO v3 clients (`allowEIO3`; socket.io-client 2.x). A request without
+    /// `EIO` then counts as v3, as in Node. Default false.
+    pub allow_eio3: bool,
 }
 
 impl fmt::Debug for EngineConfig {
@@ -79,6 +82,7 @@ impl fmt::Debug for EngineConfig {
             .field("max_buffer_size", &self.max_buffer_size)
             .field("cors", &self.cors)
             .field("allow_request", &self.allow_request.is_some())
+            .field("allow_eio3", &self.allow_eio3)
             .finish()
     }
 }
@@ -95,6 +99,7 @@ impl Default for EngineConfig {
             max_buffer_size: 8 << 20,
             cors: None,
             allow_request: None,
+            allow_eio3: false,
         }
     }
 }
@@ -170,6 +175,12 @@ impl EngineConfigBuilder {
         allow: impl Fn(&HttpRequest) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.0.allow_request = Some(Arc::new(allow));
+        self
+    }
+
+    /// Sets [`EngineConfig::allow_eio3`].
+    pub fn allow_eio3(mut self, allow: bool) -> Self {
+        self.0.allow_eio3 = allow;
         self
     }
 

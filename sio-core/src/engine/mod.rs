@@ -52,7 +52,7 @@ pub use error::RequestError;
 pub use packet::{DecodeError, Frame, OpenPacket, Packet};
 pub use service::EngineService;
 pub use sid::{InvalidSid, Sid};
-pub use socket::{CloseReason, RequestInfo, SendError, Socket, TransportKind};
+pub use socket::{CloseReason, Protocol, RequestInfo, SendError, Socket, TransportKind};
 
 /// A message from a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,13 +189,19 @@ impl<H: Handler> Engine<H> {
     }
 
     /// Registers a new session and starts its heartbeat.
-    fn open(&self, transport: TransportKind, request: RequestInfo) -> Arc<Socket<H::Data>> {
+    fn open(
+        &self,
+        transport: TransportKind,
+        request: RequestInfo,
+        protocol: Protocol,
+    ) -> Arc<Socket<H::Data>> {
         let sid = Sid::new(self.inner.node_id);
         let socket = Arc::new(Socket::new(
             sid,
             transport,
             self.inner.config.max_buffer_size,
             request,
+            protocol,
             H::Data::default(),
         ));
         self.inner
@@ -230,6 +236,16 @@ impl<H: Handler> Engine<H> {
     async fn lifecycle(self, socket: Arc<Socket<H::Data>>) {
         let config = &self.inner.config;
         let heartbeat = async {
+            if let Protocol::V3 { .. } = socket.protocol() {
+                // In v3 the client pings; it must do so within an interval and a timeout.
+                loop {
+                    let due =
+                        tokio::time::Instant::now() + config.ping_interval + config.ping_timeout;
+                    if !socket.heard_by(due).await {
+                        return;
+                    }
+                }
+            }
             loop {
                 let ping_at = tokio::time::Instant::now() + config.ping_interval;
                 tokio::time::sleep_until(ping_at).await;
@@ -263,7 +279,11 @@ impl<H: Handler> Engine<H> {
             Packet::Message(text) => self.inner.handler.on_message(socket, Message::Text(text)),
             Packet::Binary(data) => self.inner.handler.on_message(socket, Message::Binary(data)),
             Packet::Pong => socket.on_pong(),
-            Packet::Ping => socket.send_control(&Packet::Pong),
+            Packet::Ping => {
+                // A v3 client's heartbeat (v4 clients do not ping, but an answer costs nothing).
+                socket.on_pong();
+                socket.send_control(&Packet::Pong);
+            }
             Packet::Close => socket.close(CloseReason::TransportClose),
             Packet::Noop => {}
             Packet::Open(_) | Packet::PingProbe | Packet::PongProbe | Packet::Upgrade => {

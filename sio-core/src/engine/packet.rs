@@ -104,6 +104,9 @@ pub enum DecodeError {
     /// The handshake packet's JSON is malformed.
     #[error("invalid open packet")]
     Open,
+    /// A record length of an Engine.IO v3 payload is missing or wrong.
+    #[error("invalid record length")]
+    Length,
 }
 
 /// Decodes one text packet (a text WebSocket frame, or a record of a polling payload that is not

@@ -9,18 +9,22 @@ use bytes::BytesMut;
 use futures_util::StreamExt as _;
 
 use super::packet::{Frame, Packet, encode};
-use super::socket::{CloseReason, RequestInfo, Socket, TransportKind};
+use super::socket::{CloseReason, Protocol, RequestInfo, Socket, TransportKind};
 use super::{Engine, Handler, RequestError, payload};
 
 /// How long a poll that starts during an upgrade may wait for it (Node's upgrade check interval).
 const UPGRADE_CHECK: Duration = Duration::from_millis(100);
 
 /// Opens a session and answers with its handshake packet.
-pub(super) fn handshake<H: Handler>(engine: &Engine<H>, req: &HttpRequest) -> HttpResponse {
-    let socket = engine.open(TransportKind::Polling, RequestInfo::new(req));
+pub(super) fn handshake<H: Handler>(
+    engine: &Engine<H>,
+    req: &HttpRequest,
+    protocol: Protocol,
+) -> HttpResponse {
+    let socket = engine.open(TransportKind::Polling, RequestInfo::new(req), protocol);
     let open = encode(&engine.open_packet(&socket));
     engine.handler().on_open(&socket);
-    payload_response(&[open])
+    payload_response(protocol, &[open])
 }
 
 /// Answers a poll with what is queued, waiting until something is. A poll that finds another
@@ -56,14 +60,17 @@ pub(super) async fn get<D>(
     loop {
         // During an upgrade the queue is kept for the WebSocket; the poll only has to end.
         if socket.is_upgrading() {
-            return Ok(payload_response(&[encode(&Packet::Noop)]));
+            return Ok(payload_response(
+                socket.protocol(),
+                &[encode(&Packet::Noop)],
+            ));
         }
         if socket.transport() != TransportKind::Polling {
             return Err(RequestError::BadRequest);
         }
         let frames = socket.drain(max_payload);
         if !frames.is_empty() {
-            return Ok(payload_response(&frames));
+            return Ok(payload_response(socket.protocol(), &frames));
         }
         if socket.is_closed() {
             return closed_answer(socket);
@@ -76,7 +83,10 @@ pub(super) async fn get<D>(
 /// "Session ID unknown" for the rest.
 fn closed_answer<D>(socket: &Socket<D>) -> Result<HttpResponse, RequestError> {
     if socket.deliver_close() {
-        Ok(payload_response(&[encode(&Packet::Noop)]))
+        Ok(payload_response(
+            socket.protocol(),
+            &[encode(&Packet::Noop)],
+        ))
     } else {
         Err(RequestError::UnknownSid)
     }
@@ -103,7 +113,16 @@ pub(super) async fn post<H: Handler>(
             return Err(err);
         }
     };
-    let packets = match payload::decode(body.freeze()) {
+    let binary_body = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
+    let decoded = match socket.protocol() {
+        Protocol::V4 => payload::decode(body.freeze()),
+        Protocol::V3 { .. } if binary_body => payload::v3::decode_binary_payload(&body),
+        Protocol::V3 { .. } => payload::v3::decode_text_payload(body.freeze()),
+    };
+    let packets = match decoded {
         Ok(packets) => packets,
         Err(err) => {
             tracing::debug!(sid = %socket.sid(), %err, "invalid payload, closing the session");
@@ -148,8 +167,19 @@ async fn read_body(
     Ok(buf)
 }
 
-fn payload_response(frames: &[Frame]) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; charset=UTF-8")
-        .body(payload::encode(frames))
+/// A poll's answer, framed for the session's protocol.
+fn payload_response(protocol: Protocol, frames: &[Frame]) -> HttpResponse {
+    let has_binary = frames.iter().any(|f| matches!(f, Frame::Binary(_)));
+    let text = |body: String| {
+        HttpResponse::Ok()
+            .content_type("text/plain; charset=UTF-8")
+            .body(body)
+    };
+    match protocol {
+        Protocol::V4 => text(payload::encode(frames)),
+        Protocol::V3 { binary: true } if has_binary => HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .body(payload::v3::encode_binary(frames)),
+        Protocol::V3 { .. } => text(payload::v3::encode_text(frames)),
+    }
 }

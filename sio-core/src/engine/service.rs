@@ -7,7 +7,7 @@ use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
 
-use super::socket::{CloseReason, TransportKind};
+use super::socket::{CloseReason, Protocol, TransportKind};
 use super::{Engine, Handler, RequestError, Sid, polling, websocket};
 
 /// The actix-web service of an [`Engine`], answering on its configured path (with or without
@@ -52,6 +52,8 @@ struct Query {
     eio: Option<String>,
     transport: Option<String>,
     sid: Option<String>,
+    /// Engine.IO v3: the client wants base64 instead of binary polling bodies.
+    b64: Option<String>,
 }
 
 async fn handle<H: Handler>(
@@ -93,9 +95,14 @@ async fn route<H: Handler>(
         Some("websocket") if config.transports.websocket => TransportKind::Websocket,
         _ => return Err(RequestError::UnknownTransport),
     };
-    if query.eio.as_deref() != Some("4") {
-        return Err(RequestError::UnsupportedProtocolVersion);
-    }
+    let protocol = match query.eio.as_deref() {
+        Some("4") => Protocol::V4,
+        // Like Node with `allowEIO3`, a request that names no version is taken as v3.
+        Some("3") | None if config.allow_eio3 => Protocol::V3 {
+            binary: query.b64.is_none(),
+        },
+        _ => return Err(RequestError::UnsupportedProtocolVersion),
+    };
     let Some(sid) = &query.sid else {
         if req.method() != Method::GET {
             return Err(RequestError::BadHandshakeMethod);
@@ -106,8 +113,8 @@ async fn route<H: Handler>(
             return Err(RequestError::Forbidden);
         }
         return match transport {
-            TransportKind::Polling => Ok(polling::handshake(engine, req)),
-            TransportKind::Websocket => websocket::handshake(engine, req, body),
+            TransportKind::Polling => Ok(polling::handshake(engine, req, protocol)),
+            TransportKind::Websocket => websocket::handshake(engine, req, body, protocol),
         };
     };
     let socket = sid

@@ -43,6 +43,20 @@ impl TransportKind {
     }
 }
 
+/// The Engine.IO protocol revision of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// Engine.IO v3 (`EIO=3`, socket.io-client 2.x), accepted with `allow_eio3`. `binary`:
+    /// the client takes binary polling bodies (it did not ask for `b64=1`).
+    V3 {
+        /// Whether polling payloads may be binary.
+        binary: bool,
+    },
+    /// Engine.IO v4.
+    V4,
+}
+
 /// Why a session closed, named as Node's engine.io names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -159,6 +173,7 @@ pub struct Socket<D> {
     pong_due_ms: AtomicU64,
     max_buffer_size: usize,
     request: RequestInfo,
+    protocol: Protocol,
     /// The upper layer's per-session state.
     pub data: D,
 }
@@ -179,6 +194,7 @@ impl<D> Socket<D> {
         transport: TransportKind,
         max_buffer_size: usize,
         request: RequestInfo,
+        protocol: Protocol,
         data: D,
     ) -> Self {
         Socket {
@@ -200,8 +216,14 @@ impl<D> Socket<D> {
             pong_due_ms: AtomicU64::new(0),
             max_buffer_size,
             request,
+            protocol,
             data,
         }
+    }
+
+    /// The Engine.IO protocol revision the client speaks.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
     }
 
     /// The session id.
@@ -398,11 +420,16 @@ impl<D> Socket<D> {
     /// when the ping was scheduled, not from when a busy timer got round to sending it, so the
     /// session closes exactly `ping_interval + ping_timeout` after the handshake or last pong.
     pub(crate) async fn ping(&self, due: Instant) -> bool {
+        self.send_control(&Packet::Ping);
+        self.heard_by(due).await
+    }
+
+    /// Waits for the client to show it is alive (a pong in v4, a ping in v3) by `due`.
+    pub(crate) async fn heard_by(&self, due: Instant) -> bool {
         self.pong_received.store(false, Ordering::Release);
         let due_ms = due.saturating_duration_since(self.created).as_millis();
         let due_ms = u64::try_from(due_ms).unwrap_or(u64::MAX).max(1);
         self.pong_due_ms.store(due_ms, Ordering::Release);
-        self.send_control(&Packet::Ping);
         tokio::time::timeout_at(due, async {
             while !self.pong_received.load(Ordering::Acquire) {
                 self.pong.notified().await;
@@ -445,6 +472,7 @@ mod tests {
             TransportKind::Polling,
             max_buffer_size,
             RequestInfo::new(&req),
+            Protocol::V4,
             (),
         )
     }

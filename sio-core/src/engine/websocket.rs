@@ -8,7 +8,7 @@ use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, ProtocolEr
 use futures_util::{FutureExt as _, StreamExt as _};
 
 use super::packet::{Frame, Packet, decode_text, encode};
-use super::socket::{CloseReason, RequestInfo, Socket, TransportKind};
+use super::socket::{CloseReason, Protocol, RequestInfo, Socket, TransportKind};
 use super::{Engine, Handler, RequestError};
 
 /// Opens a session on a new WebSocket; the handshake packet is its first frame.
@@ -16,9 +16,10 @@ pub(super) fn handshake<H: Handler>(
     engine: &Engine<H>,
     req: &HttpRequest,
     body: web::Payload,
+    protocol: Protocol,
 ) -> Result<HttpResponse, RequestError> {
     let (res, session, stream) = accept(engine, req, body)?;
-    let socket = engine.open(TransportKind::Websocket, RequestInfo::new(req));
+    let socket = engine.open(TransportKind::Websocket, RequestInfo::new(req), protocol);
     let open = encode(&engine.open_packet(&socket));
     engine.handler().on_open(&socket);
     actix_web::rt::spawn(run(engine.clone(), socket, session, stream, Some(open)));
@@ -144,13 +145,13 @@ async fn run<H: Handler>(
     let _reader = socket.reader.lock().await;
     let mut close_code = CloseCode::Normal;
     if let Some(open) = open
-        && send(&mut session, open).await.is_err()
+        && send(&mut session, socket.protocol(), open).await.is_err()
     {
         socket.close(CloseReason::TransportClose);
     }
     'session: loop {
         for frame in socket.drain(usize::MAX) {
-            if send(&mut session, frame).await.is_err() {
+            if send(&mut session, socket.protocol(), frame).await.is_err() {
                 socket.close(CloseReason::TransportClose);
                 break 'session;
             }
@@ -170,9 +171,14 @@ async fn run<H: Handler>(
                     socket.close(CloseReason::ParseError);
                 }
             },
-            Some(Ok(AggregatedMessage::Binary(data))) => {
-                engine.on_packet(&socket, Packet::Binary(data));
-            }
+            Some(Ok(AggregatedMessage::Binary(mut data))) => match socket.protocol() {
+                Protocol::V4 => engine.on_packet(&socket, Packet::Binary(data)),
+                // v3 binary frames start with their packet type, always `4` (message).
+                Protocol::V3 { .. } if data.first() == Some(&4) => {
+                    engine.on_packet(&socket, Packet::Binary(data.split_off(1)));
+                }
+                Protocol::V3 { .. } => socket.close(CloseReason::ParseError),
+            },
             Some(Ok(AggregatedMessage::Ping(data))) => {
                 let _ = session.pong(&data).await;
             }
@@ -195,10 +201,20 @@ async fn run<H: Handler>(
         .await;
 }
 
-async fn send(session: &mut Session, frame: Frame) -> Result<(), actix_ws::Closed> {
-    match frame {
-        Frame::Text(text) => session.text(text).await,
-        Frame::Binary(data) => session.binary(data).await,
+async fn send(
+    session: &mut Session,
+    protocol: Protocol,
+    frame: Frame,
+) -> Result<(), actix_ws::Closed> {
+    match (frame, protocol) {
+        (Frame::Text(text), _) => session.text(text).await,
+        (Frame::Binary(data), Protocol::V4) => session.binary(data).await,
+        (Frame::Binary(data), Protocol::V3 { .. }) => {
+            let mut typed = Vec::with_capacity(1 + data.len());
+            typed.push(4);
+            typed.extend_from_slice(&data);
+            session.binary(typed).await
+        }
     }
 }
 
