@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::adapter::Room;
-use crate::engine::{self, CloseReason, Message};
+use crate::engine::{self, CloseReason, Message, Protocol};
 use crate::io::IoInner;
 use crate::namespace::Nsp;
 use crate::parser::{Decoder, Packet, PacketData, Parser};
@@ -65,6 +65,10 @@ impl engine::Handler for Client {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(
             Decoder::new(self.io.config.parser_limits.clone()).with_parser(self.io.config.parser),
         );
+        // Socket.IO v4 (the protocol of Engine.IO v3 clients) joins `/` without asking.
+        if legacy(conn) {
+            self.connect(conn, "/".to_owned(), None);
+        }
         // A connection that joins no namespace in time is closed (Node's `connectTimeout`).
         let timeout = self.io.config.connect_timeout;
         let conn = conn.clone();
@@ -167,6 +171,11 @@ impl Client {
     /// Connects the client to a namespace: unknown namespaces and refused middlewares get a
     /// CONNECT_ERROR, the rest a CONNECT with the socket id, then the connect handler runs.
     fn connect(&self, conn: &Arc<Conn>, ns: String, auth: Option<serde_json::Value>) {
+        // Socket.IO v4 clients put their auth in the namespace's query: `/chat?token=abc`.
+        let (ns, auth) = match ns.split_once('?') {
+            Some((path, query)) if legacy(conn) => (path.to_owned(), Some(query_object(query))),
+            _ => (ns, auth),
+        };
         let Some(nsp) = self.io.namespace(&ns) else {
             let refusal = crate::ConnectError::new("Invalid namespace");
             refuse(conn, self.io.config.parser, ns, &refusal);
@@ -217,14 +226,18 @@ fn finish_connect(socket: SocketRef, restored: Option<(Vec<Room>, Vec<Missed>)>)
     }
     let nsp = socket.nsp().clone();
     nsp.add_socket(socket.clone());
-    let mut reply = serde_json::Map::new();
-    reply.insert("sid".into(), socket.id().to_string().into());
-    if let Some(pid) = socket.pid() {
-        reply.insert("pid".into(), pid.to_string().into());
-    }
+    // Socket.IO v4 clients compute their socket id themselves: the answer carries nothing.
+    let reply = (!legacy(socket.conn())).then(|| {
+        let mut reply = serde_json::Map::new();
+        reply.insert("sid".into(), socket.id().to_string().into());
+        if let Some(pid) = socket.pid() {
+            reply.insert("pid".into(), pid.to_string().into());
+        }
+        reply.into()
+    });
     let mut packets = vec![Packet {
         ns: nsp.path().to_owned(),
-        data: PacketData::Connect(Some(reply.into())),
+        data: PacketData::Connect(reply),
     }];
     if let Some((rooms, missed)) = restored {
         socket.join(rooms);
@@ -243,9 +256,29 @@ fn finish_connect(socket: SocketRef, restored: Option<(Vec<Room>, Vec<Missed>)>)
 }
 
 fn refuse(conn: &Conn, parser: Parser, ns: String, error: &crate::ConnectError) {
+    let payload = if legacy(conn) {
+        error.to_legacy_payload()
+    } else {
+        error.to_payload()
+    };
     let packet = Packet {
         ns,
-        data: PacketData::ConnectError(error.to_payload()),
+        data: PacketData::ConnectError(payload),
     };
     let _ = conn.send_all(crate::emit::frames(parser, &packet));
+}
+
+/// Whether the connection speaks Socket.IO v4 (over Engine.IO v3, socket.io-client 2.x).
+fn legacy(conn: &Conn) -> bool {
+    matches!(conn.protocol(), Protocol::V3 { .. })
+}
+
+/// A query string as a JSON object of strings (the auth of a Socket.IO v4 client).
+fn query_object(query: &str) -> serde_json::Value {
+    let pairs: HashMap<String, String> = serde_urlencoded::from_str(query).unwrap_or_default();
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }

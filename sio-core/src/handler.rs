@@ -139,6 +139,16 @@ impl ConnectError {
     }
 }
 
+impl ConnectError {
+    /// The CONNECT_ERROR payload for Socket.IO v4 clients: the data when there is some, else
+    /// the message (as Node sends it to them).
+    pub(crate) fn to_legacy_payload(&self) -> serde_json::Value {
+        self.data
+            .clone()
+            .unwrap_or_else(|| self.message.clone().into())
+    }
+}
+
 impl From<&str> for ConnectError {
     fn from(message: &str) -> Self {
         ConnectError::new(message)

@@ -18,7 +18,7 @@ use crate::adapter::{BroadcastOptions, RemoteSocket, Room};
 use crate::args::to_args;
 use crate::client::Connection;
 use crate::emit::{EmitError, frames, with_placeholders};
-use crate::engine::{self, CloseReason, RequestInfo, Sid, TransportKind};
+use crate::engine::{self, CloseReason, Protocol, RequestInfo, Sid, TransportKind};
 use crate::extensions::Extensions;
 use crate::namespace::Nsp;
 use crate::operators::{BroadcastOperators, RoomParam};
@@ -166,7 +166,12 @@ impl Socket {
     pub(crate) fn connect(nsp: Arc<Nsp>, conn: Arc<Conn>, auth: Value) -> SocketRef {
         let node = conn.sid().node_id();
         let pid = nsp.recovery().map(|_| Sid::new(node));
-        Self::build(nsp, conn, auth, Sid::new(node), pid, false)
+        // A Socket.IO v4 client takes its main namespace socket's id to be the session id.
+        let id = match conn.protocol() {
+            Protocol::V3 { .. } if nsp.path() == "/" => conn.sid(),
+            _ => Sid::new(node),
+        };
+        Self::build(nsp, conn, auth, id, pid, false)
     }
 
     /// A socket that takes back the id of a recovered session.

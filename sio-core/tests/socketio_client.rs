@@ -89,6 +89,7 @@ fn server(parser: Parser) -> SocketIo {
             let _ = ack.send(socket.ns());
         });
     SocketIo::builder()
+        .engine(|e| e.allow_eio3(true))
         .parser(parser)
         .connection_state_recovery(RecoveryConfig::default())
         .namespace(main)
@@ -110,6 +111,13 @@ fn start(parser: Parser) -> std::net::SocketAddr {
 fn official_socketio_client() {
     let js = common::js_dir("socket.io-client");
     let script = js.join("socketio_client.mjs");
+    common::run_client(Path::new("node"), &script, start(Parser::Json), &[]);
+}
+
+#[test]
+fn socketio_client_v2_over_engineio_v3() {
+    let js = common::js_dir("socket.io-client-v2");
+    let script = js.join("socketio_client_v2.mjs");
     common::run_client(Path::new("node"), &script, start(Parser::Json), &[]);
 }
 
