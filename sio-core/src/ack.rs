@@ -1,5 +1,8 @@
 //! Acknowledgements, both ways: answering a client's ack, and waiting for a client's answer.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -25,14 +28,17 @@ pub struct AckSender {
     socket: SocketRef,
     id: Option<u64>,
     attachments: Vec<Bytes>,
+    /// Set once the ack is sent, so that a failing handler's error is not sent as a second ack.
+    sent: Arc<AtomicBool>,
 }
 
 impl AckSender {
-    pub(crate) fn new(socket: SocketRef, id: Option<u64>) -> Self {
+    pub(crate) fn new(socket: SocketRef, id: Option<u64>, sent: Arc<AtomicBool>) -> Self {
         AckSender {
             socket,
             id,
             attachments: Vec::new(),
+            sent,
         }
     }
 
@@ -53,16 +59,27 @@ impl AckSender {
             return Ok(());
         };
         let args = crate::emit::with_placeholders(to_args(data)?, &self.attachments);
-        let packet = Packet {
-            ns: self.socket.ns().to_owned(),
-            data: PacketData::Ack {
-                args: Value::Array(args),
-                id,
-                attachments: self.attachments,
-            },
-        };
-        self.socket.send_packet(&packet)
+        self.sent.store(true, Ordering::Release);
+        send_ack(&self.socket, id, args, self.attachments)
     }
+}
+
+/// Sends an ACK packet.
+pub(crate) fn send_ack(
+    socket: &SocketRef,
+    id: u64,
+    args: Vec<Value>,
+    attachments: Vec<Bytes>,
+) -> Result<(), EmitError> {
+    let packet = Packet {
+        ns: socket.ns().to_owned(),
+        data: PacketData::Ack {
+            args: Value::Array(args),
+            id,
+            attachments,
+        },
+    };
+    socket.send_packet(&packet)
 }
 
 /// Why waiting for a client's ack failed.

@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use crate::ack::AckSender;
 use crate::args::{Args, from_args};
@@ -39,6 +40,8 @@ pub struct Context {
     pub(crate) args: Option<Vec<Value>>,
     pub(crate) attachments: Option<Vec<Bytes>>,
     pub(crate) ack_id: Option<u64>,
+    /// Set when the handler's [`AckSender`] sent the ack.
+    pub(crate) acked: Arc<AtomicBool>,
     pub(crate) reason: Option<DisconnectReason>,
 }
 
@@ -60,6 +63,7 @@ impl Context {
             args: None,
             attachments: None,
             ack_id: None,
+            acked: Arc::default(),
             reason: None,
         }
     }
@@ -169,7 +173,7 @@ impl FromContext for Bin {
 impl FromContext for AckSender {
     fn from_context(ctx: &mut Context) -> Result<Self, ExtractError> {
         let socket = ctx.require_socket("AckSender")?.clone();
-        Ok(AckSender::new(socket, ctx.ack_id.take()))
+        Ok(AckSender::new(socket, ctx.ack_id.take(), ctx.acked.clone()))
     }
 }
 

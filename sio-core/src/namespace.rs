@@ -3,12 +3,14 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
 
+use crate::ack::send_ack;
 use crate::adapter::{
     AdapterError, Backend, BroadcastOptions, ClusterRequest, ClusterResponse, LocalAdapter,
     RequestHandler,
@@ -55,6 +57,7 @@ pub(crate) struct Handlers {
     any: Option<EventHandler>,
     connect: Option<EventHandler>,
     disconnect: Option<EventHandler>,
+    disconnecting: Option<EventHandler>,
     server_events: HashMap<String, EventHandler>,
     middlewares: Vec<Erased<Option<ConnectError>>>,
 }
@@ -135,6 +138,19 @@ impl Namespace {
         <H::Future as Future>::Output: HandlerResult,
     {
         self.handlers.disconnect = Some(erase(handler, HandlerResult::into_error));
+        self
+    }
+
+    /// Runs when a socket is about to disconnect, before it leaves its rooms (Node's
+    /// `disconnecting`): what the handler reads of `socket.rooms()` before its first `.await`
+    /// is the rooms the socket was in. Take [`DisconnectReason`] to know why.
+    pub fn on_disconnecting<H, T>(mut self, handler: H) -> Self
+    where
+        H: Handler<T>,
+        T: 'static,
+        <H::Future as Future>::Output: HandlerResult,
+    {
+        self.handlers.disconnecting = Some(erase(handler, HandlerResult::into_error));
         self
     }
 
@@ -415,6 +431,11 @@ impl Nsp {
         let Some(socket) = self.write().remove(&socket.id()) else {
             return;
         };
+        if let Some(handler) = &self.handlers.disconnecting {
+            let mut ctx = Context::new(socket.clone());
+            ctx.reason = Some(reason);
+            call(handler, ctx, "disconnecting");
+        }
         socket.set_connected(false);
         if let (Some(recovery), Some(pid)) = (&self.recovery, socket.pid())
             && reason.is_recoverable()
@@ -485,17 +506,27 @@ fn connect_context(socket: &SocketRef) -> Context {
 }
 
 /// Calls a handler, logging a rejected argument or a returned error.
+/// A handler that returns an error while its client waits for an ack it did not send gets
+/// that ack answered with one argument, `{"error": "<the error>"}`.
 fn call(handler: &EventHandler, mut ctx: Context, what: &str) {
     let socket = ctx
         .socket
         .as_ref()
         .map_or_else(|| "server".to_owned(), |s| s.id().to_string());
+    let pending_ack = ctx.socket.clone().zip(ctx.ack_id);
+    let acked = ctx.acked.clone();
     match handler(&mut ctx) {
         Ok(fut) => {
             let what = what.to_owned();
             run(fut, move |err| {
-                if let Some(err) = err {
-                    tracing::warn!(target: "sio::handler", %socket, handler = %what, %err, "handler failed");
+                let Some(err) = err else { return };
+                tracing::warn!(target: "sio::handler", %socket, handler = %what, %err, "handler failed");
+                if let Some((socket, id)) = pending_ack
+                    && !acked.swap(true, Ordering::AcqRel)
+                {
+                    let mut error = serde_json::Map::new();
+                    error.insert("error".into(), Value::String(err));
+                    let _ = send_ack(&socket, id, vec![Value::Object(error)], Vec::new());
                 }
             });
         }

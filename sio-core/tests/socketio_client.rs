@@ -61,6 +61,18 @@ fn server(parser: Parser) -> SocketIo {
         .on("my-rooms", |socket: SocketRef, ack: AckSender| async move {
             let _ = ack.send(&socket.rooms());
         })
+        .on("fail", |Data(ok): Data<bool>| async move {
+            if ok {
+                Ok(())
+            } else {
+                Err("refused by the handler")
+            }
+        })
+        .on_disconnecting(|socket: SocketRef| async move {
+            if socket.rooms().iter().any(|r| r == "watch") {
+                let _ = socket.to("watch").emit("left", &socket.id());
+            }
+        })
         .on("volatile-burst", |socket: SocketRef| async move {
             // Within one handler call nothing drains the queue: only the first gets through.
             for i in 0..5 {

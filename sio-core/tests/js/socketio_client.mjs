@@ -91,6 +91,18 @@ for (const [label, opts] of Object.entries(setups)) {
       eq(got, [0], "volatile events received");
     });
   }
+  await check(`${label}: a failing handler answers the ack with its error`, async () => {
+    eq(await within(a.emitWithAck("fail", false), "fail"), { error: "refused by the handler" }, "ack");
+  });
+  await check(`${label}: disconnecting still sees the rooms`, async () => {
+    const c = await connected(connect(opts));
+    await within(c.emitWithAck("join", "watch"), "join");
+    await within(a.emitWithAck("join", "watch"), "join");
+    const id = c.id;
+    const left = once(a, "left");
+    c.close();
+    eq((await left)[0], id, "left");
+  });
   await check(`${label}: server-side disconnect with reason`, async () => {
     const reason = once(b, "disconnect");
     b.emit("disconnect-me");
