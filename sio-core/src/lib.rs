@@ -54,7 +54,7 @@ mod socket;
 pub use ack::{AckError, AckResponse, AckSender};
 pub use adapter::{
     AdapterError, Backend, BackendFuture, BroadcastOptions, ClusterRequest, ClusterResponse,
-    MemoryCluster, MemoryNode, RemoteSocket, RequestHandler, Room,
+    HandlerFuture, MemoryCluster, MemoryNode, RemoteSocket, RequestHandler, Room,
 };
 pub use args::Args;
 pub use emit::EmitError;

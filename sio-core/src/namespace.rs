@@ -3,17 +3,18 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering, Ordering as AtomicOrdering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::join_all;
 use serde_json::Value;
 
-use crate::ack::send_ack;
+use crate::ack::{AckError, AckResponse, send_ack};
 use crate::adapter::{
-    AdapterError, Backend, BroadcastOptions, ClusterRequest, ClusterResponse, LocalAdapter,
-    RequestHandler,
+    AdapterError, Backend, BroadcastOptions, ClusterRequest, ClusterResponse, HandlerFuture,
+    LocalAdapter, RequestHandler,
 };
 use crate::emit::frames;
 use crate::engine::Sid;
@@ -219,6 +220,8 @@ pub(crate) struct Nsp {
     sockets: RwLock<HashMap<Sid, SocketRef>>,
     adapter: LocalAdapter,
     recovery: Option<Recovery>,
+    /// Ack ids, shared by the namespace's sockets so that a broadcast can use one for all.
+    next_ack: AtomicU64,
     shared: Arc<Shared>,
 }
 
@@ -238,6 +241,7 @@ impl Nsp {
             sockets: RwLock::new(HashMap::new()),
             adapter: LocalAdapter::default(),
             recovery: shared.recovery.clone().map(Recovery::new),
+            next_ack: AtomicU64::new(0),
             shared,
         });
         if let Some(backend) = &nsp.shared.backend {
@@ -266,6 +270,37 @@ impl Nsp {
         }
     }
 
+    /// A new ack id.
+    pub(crate) fn next_ack_id(&self) -> u64 {
+        self.next_ack.fetch_add(1, AtomicOrdering::Relaxed)
+    }
+
+    /// Sends `packet` (with its ack id) to the chosen sockets of this node, and returns the
+    /// future of their acks. The packets leave before this returns.
+    pub(crate) fn collect_acks(
+        &self,
+        packet: &Packet,
+        opts: &BroadcastOptions,
+        timeout: Duration,
+    ) -> impl Future<Output = Vec<Result<AckResponse, AckError>>> + Send + 'static {
+        let id = match &packet.data {
+            PacketData::Event { id: Some(id), .. } => Some(*id),
+            _ => None,
+        };
+        let frames = frames(self.parser(), packet);
+        let mut waits = Vec::new();
+        for socket in id.map(|_| self.local_sockets(opts)).unwrap_or_default() {
+            let Some(id) = id else { break };
+            let rx = socket.register_ack(id);
+            if socket.conn().send_all(frames.iter().cloned()).is_err() {
+                socket.forget_ack(id);
+                continue;
+            }
+            waits.push(async move { socket.await_ack(id, rx, timeout).await });
+        }
+        join_all(waits)
+    }
+
     /// Sends a request to the other nodes, if there is a cluster.
     pub(crate) fn publish(&self, request: ClusterRequest) {
         if let Some(backend) = &self.shared.backend {
@@ -273,24 +308,33 @@ impl Nsp {
         }
     }
 
-    /// Asks the other nodes, if there is a cluster.
+    /// Asks the other nodes, if there is a cluster, waiting at most `timeout` for them.
     pub(crate) async fn request(
         &self,
         request: ClusterRequest,
+        timeout: Duration,
     ) -> Result<Vec<ClusterResponse>, AdapterError> {
         match &self.shared.backend {
-            Some(backend) => {
-                backend
-                    .request(&self.path, request, self.shared.ack_timeout)
-                    .await
-            }
+            Some(backend) => backend.request(&self.path, request, timeout).await,
             None => Ok(Vec::new()),
         }
     }
 
-    /// Applies a cluster request to this node's sockets.
-    pub(crate) fn handle_local(&self, request: ClusterRequest) -> ClusterResponse {
+    /// Applies a cluster request to this node's sockets, at once; the answer may come later.
+    pub(crate) fn handle_local(&self, request: ClusterRequest) -> HandlerFuture {
+        let done = |response| -> HandlerFuture { Box::pin(std::future::ready(response)) };
         match request {
+            ClusterRequest::BroadcastWithAck {
+                packet,
+                opts,
+                timeout,
+            } => {
+                let acks = self.collect_acks(&packet, &opts, timeout);
+                return Box::pin(async move {
+                    let acks = acks.await.into_iter().filter_map(Result::ok).collect();
+                    ClusterResponse::Acks(acks)
+                });
+            }
             ClusterRequest::Broadcast { packet, opts } => {
                 self.log_remote_broadcast(&packet, &opts);
                 self.deliver(&packet, &opts, false);
@@ -301,7 +345,7 @@ impl Nsp {
                     .iter()
                     .map(|s| s.describe())
                     .collect();
-                return ClusterResponse::Sockets(sockets);
+                return done(ClusterResponse::Sockets(sockets));
             }
             ClusterRequest::SocketsJoin { opts, rooms } => {
                 for socket in self.local_sockets(&opts) {
@@ -326,7 +370,7 @@ impl Nsp {
                 let mut args = args.into_iter();
                 let event = match args.next() {
                     Some(Value::String(event)) => event,
-                    _ => return ClusterResponse::Done,
+                    _ => return done(ClusterResponse::Done),
                 };
                 if let Some(handler) = self.handlers.server_events.get(&event) {
                     let mut ctx = Context::server(self.shared.clone());
@@ -336,7 +380,7 @@ impl Nsp {
                 }
             }
         }
-        ClusterResponse::Done
+        done(ClusterResponse::Done)
     }
 
     /// Keeps another node's broadcast for this node's recovering clients: its last argument
@@ -537,7 +581,7 @@ fn call(handler: &EventHandler, mut ctx: Context, what: &str) {
 }
 
 impl RequestHandler for Nsp {
-    fn handle(&self, request: ClusterRequest) -> ClusterResponse {
+    fn handle(&self, request: ClusterRequest) -> HandlerFuture {
         self.handle_local(request)
     }
 }

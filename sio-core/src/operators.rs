@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::join_all;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -180,42 +179,54 @@ impl BroadcastOperators {
         Ok(())
     }
 
-    /// Sends the event to every chosen socket and waits for each one's ack (at most the
-    /// timeout); the result has one entry per socket, in no particular order.
+    /// Sends the event to every chosen socket, on every node, and waits for each one's ack
+    /// (at most the timeout). This node's sockets each give a result (an answer, a timeout, a
+    /// disconnection); other nodes report the answers that arrived in time. No particular order.
     pub async fn emit_with_ack<V: DeserializeOwned, T: Serialize + ?Sized>(
         self,
         event: &str,
         data: &T,
     ) -> Result<Vec<Result<V, AckError>>, EmitError> {
         let timeout = self.timeout.unwrap_or_else(|| self.nsp.ack_timeout());
-        let mut waits = Vec::new();
-        for socket in self.sockets() {
-            let (id, rx) = socket.register_ack();
-            let packet = event_packet(
-                self.nsp.path(),
-                event,
-                data,
-                Some(id),
-                self.attachments.clone(),
-            )?;
-            if socket.send_packet(&packet).is_err() {
-                socket.forget_ack(id);
-                continue;
+        let id = self.nsp.next_ack_id();
+        let packet = event_packet(
+            self.nsp.path(),
+            event,
+            data,
+            Some(id),
+            self.attachments.clone(),
+        )?;
+        let local = self.nsp.collect_acks(&packet, &self.opts, timeout);
+        let remote = async {
+            if self.local {
+                return Vec::new();
             }
-            waits.push(async move {
-                let answer: Result<AckResponse, AckError> =
-                    match tokio::time::timeout(timeout, rx).await {
-                        Ok(Ok(response)) => Ok(response),
-                        Ok(Err(_)) => Err(AckError::Disconnected),
-                        Err(_) => {
-                            socket.forget_ack(id);
-                            Err(AckError::Timeout)
-                        }
-                    };
-                answer.and_then(|r| r.data().map_err(AckError::from))
-            });
-        }
-        Ok(join_all(waits).await)
+            let request = ClusterRequest::BroadcastWithAck {
+                packet,
+                opts: self.opts.clone(),
+                timeout,
+            };
+            match self.nsp.request(request, timeout).await {
+                Ok(answers) => answers
+                    .into_iter()
+                    .flat_map(|answer| match answer {
+                        ClusterResponse::Acks(acks) => acks,
+                        _ => Vec::new(),
+                    })
+                    .collect(),
+                Err(err) => {
+                    tracing::warn!(%err, "acks of the other nodes are lost");
+                    Vec::new()
+                }
+            }
+        };
+        let (local, remote) = futures_util::join!(local, remote);
+        let decode = |r: Result<AckResponse, AckError>| r.and_then(|r| Ok(r.data()?));
+        Ok(local
+            .into_iter()
+            .chain(remote.into_iter().map(Ok))
+            .map(decode)
+            .collect())
     }
 
     /// The chosen sockets of this node.
@@ -228,7 +239,7 @@ impl BroadcastOperators {
         let mut sockets: Vec<RemoteSocket> = self.sockets().iter().map(|s| s.describe()).collect();
         if !self.local {
             let request = ClusterRequest::FetchSockets { opts: self.opts };
-            for answer in self.nsp.request(request).await? {
+            for answer in self.nsp.request(request, self.nsp.ack_timeout()).await? {
                 if let ClusterResponse::Sockets(remote) = answer {
                     sockets.extend(remote);
                 }
@@ -267,7 +278,8 @@ impl BroadcastOperators {
     /// Applies an operation here, then on the other nodes unless `local`.
     fn apply(self, request: impl FnOnce(BroadcastOptions) -> ClusterRequest) {
         let request = request(self.opts);
-        self.nsp.handle_local(request.clone());
+        // Applied at once; the answer only matters to other nodes.
+        drop(self.nsp.handle_local(request.clone()));
         if !self.local {
             self.nsp.publish(request);
         }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -123,7 +123,6 @@ pub struct Socket {
     handshake: Handshake,
     connected: AtomicBool,
     acks: Mutex<HashMap<u64, oneshot::Sender<AckResponse>>>,
-    next_ack: AtomicU64,
     /// Typed per-socket data (`socket.data` in Node).
     pub extensions: Extensions,
 }
@@ -201,7 +200,6 @@ impl Socket {
             handshake: Handshake { auth },
             connected: AtomicBool::new(false),
             acks: Mutex::new(HashMap::new()),
-            next_ack: AtomicU64::new(0),
             extensions: Extensions::default(),
         }))
     }
@@ -385,16 +383,33 @@ impl Socket {
         Ok(())
     }
 
-    /// Registers an ack request; the returned receiver gets the client's answer.
-    pub(crate) fn register_ack(&self) -> (u64, oneshot::Receiver<AckResponse>) {
-        let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
+    /// Registers an ack request under `id` (ids come from the namespace, so that a broadcast
+    /// can use one id for all its sockets); the receiver gets the client's answer.
+    pub(crate) fn register_ack(&self, id: u64) -> oneshot::Receiver<AckResponse> {
         let (tx, rx) = oneshot::channel();
         self.lock_acks().insert(id, tx);
-        (id, rx)
+        rx
     }
 
     pub(crate) fn forget_ack(&self, id: u64) {
         self.lock_acks().remove(&id);
+    }
+
+    /// Waits at most `timeout` for the answer to ack request `id`.
+    pub(crate) async fn await_ack(
+        &self,
+        id: u64,
+        rx: oneshot::Receiver<AckResponse>,
+        timeout: Duration,
+    ) -> Result<AckResponse, AckError> {
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(_)) => Err(AckError::Disconnected),
+            Err(_) => {
+                self.forget_ack(id);
+                Err(AckError::Timeout)
+            }
+        }
     }
 
     /// A client's answer to one of our ack requests.
@@ -465,7 +480,8 @@ impl SocketEmit<'_> {
     ) -> Result<V, AckError> {
         let socket = self.socket;
         let timeout = self.timeout.unwrap_or_else(|| socket.nsp.ack_timeout());
-        let (id, rx) = socket.register_ack();
+        let id = socket.nsp.next_ack_id();
+        let rx = socket.register_ack(id);
         let sent = self
             .packet(event, data, Some(id))
             .and_then(|packet| socket.send_packet(&packet));
@@ -473,14 +489,7 @@ impl SocketEmit<'_> {
             socket.forget_ack(id);
             return Err(err.into());
         }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(response)) => Ok(response.data()?),
-            Ok(Err(_)) => Err(AckError::Disconnected),
-            Err(_) => {
-                socket.forget_ack(id);
-                Err(AckError::Timeout)
-            }
-        }
+        Ok(socket.await_ack(id, rx, timeout).await?.data()?)
     }
 
     fn packet<T: Serialize + ?Sized>(

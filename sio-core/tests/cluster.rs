@@ -53,6 +53,17 @@ fn node(cluster: &MemoryCluster) -> SocketIo {
         .on("my-rooms", |socket: SocketRef, ack: AckSender| async move {
             let _ = ack.send(&socket.rooms());
         })
+        .on("ask-all", |socket: SocketRef, ack: AckSender| async move {
+            let answers = socket
+                .namespace()
+                .timeout(std::time::Duration::from_secs(2))
+                .emit_with_ack::<String, _>("ask", &())
+                .await
+                .unwrap();
+            let mut names: Vec<String> = answers.into_iter().map(Result::unwrap).collect();
+            names.sort();
+            let _ = ack.send(&names);
+        })
         .on(
             "kick",
             |socket: SocketRef, Data(room): Data<String>| async move {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::local::{BroadcastOptions, Room};
+use crate::ack::AckResponse;
 use crate::engine::Sid;
 use crate::parser::Packet;
 
@@ -49,6 +50,16 @@ pub enum ClusterRequest {
         /// Close the whole connection, not only the namespace.
         close: bool,
     },
+    /// Send `packet` (which carries an ack id) to the sockets `opts` chooses and collect their
+    /// acks for at most `timeout`.
+    BroadcastWithAck {
+        /// The packet, with its ack id.
+        packet: Packet,
+        /// Who receives it.
+        opts: BroadcastOptions,
+        /// How long to wait for the acks.
+        timeout: Duration,
+    },
     /// An event for the other servers' own handlers (`serverSideEmit`): the event name, then
     /// its arguments.
     ServerSideEmit {
@@ -65,6 +76,8 @@ pub enum ClusterResponse {
     Done,
     /// The sockets asked for with [`ClusterRequest::FetchSockets`].
     Sockets(Vec<RemoteSocket>),
+    /// The acks of [`ClusterRequest::BroadcastWithAck`] that arrived in time.
+    Acks(Vec<AckResponse>),
 }
 
 /// A socket described for another node (`fetchSockets()` in Node).
@@ -87,10 +100,15 @@ pub enum AdapterError {
     Unavailable(String),
 }
 
+/// The answer of a [`RequestHandler`]: ready at once for most requests, later for those that
+/// wait on clients (acks).
+pub type HandlerFuture = Pin<Box<dyn Future<Output = ClusterResponse> + Send>>;
+
 /// What a namespace does with the other nodes' requests: apply them to its own sockets.
 pub trait RequestHandler: Send + Sync {
-    /// Applies a request locally and answers it.
-    fn handle(&self, request: ClusterRequest) -> ClusterResponse;
+    /// Applies a request to this node's sockets at once (so that requests keep their order)
+    /// and answers it, possibly later.
+    fn handle(&self, request: ClusterRequest) -> HandlerFuture;
 }
 
 /// A future a backend returns.

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use futures_util::future::join_all;
+
 use super::cluster::{Backend, BackendFuture, ClusterRequest, ClusterResponse, RequestHandler};
 
 type Handlers = HashMap<(usize, String), Weak<dyn RequestHandler>>;
@@ -77,7 +79,8 @@ impl Backend for MemoryNode {
 
     fn publish(&self, ns: &str, request: ClusterRequest) {
         for handler in self.cluster.others(self.id, ns) {
-            handler.handle(request.clone());
+            // Applied at once; nobody waits for the answer.
+            drop(handler.handle(request.clone()));
         }
     }
 
@@ -85,15 +88,21 @@ impl Backend for MemoryNode {
         &self,
         ns: &str,
         request: ClusterRequest,
-        _timeout: Duration,
+        timeout: Duration,
     ) -> BackendFuture<Vec<ClusterResponse>> {
-        let answers = self
+        let answers: Vec<_> = self
             .cluster
             .others(self.id, ns)
             .into_iter()
             .map(|handler| handler.handle(request.clone()))
             .collect();
-        Box::pin(async move { Ok(answers) })
+        Box::pin(async move {
+            // Like a real backend, give up on nodes that take longer than `timeout`.
+            let answers = answers
+                .into_iter()
+                .map(|answer| tokio::time::timeout(timeout, answer));
+            Ok(join_all(answers).await.into_iter().flatten().collect())
+        })
     }
 
     fn server_count(&self) -> BackendFuture<usize> {

@@ -41,6 +41,11 @@ await check("sockets join a room on every node", async () => {
   const rooms = await within(b.emitWithAck("my-rooms"), "rooms");
   eq(rooms.includes("everyone"), true, `rooms ${rooms}`);
 });
+await check("acks are collected from the sockets of every node", async () => {
+  a.on("ask", (cb) => cb("a"));
+  b.on("ask", (cb) => cb("b"));
+  eq(await within(a.emitWithAck("ask-all"), "ask-all"), ["a", "b"], "answers");
+});
 await check("disconnect sockets on another node", async () => {
   const gone = once(b, "disconnect");
   a.emit("kick", "r");
