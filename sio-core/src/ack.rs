@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tokio::sync::oneshot;
 
 use crate::args::{from_args, to_args};
 use crate::emit::EmitError;
@@ -25,26 +26,36 @@ use crate::socket::SocketRef;
 /// ```
 #[derive(Debug)]
 pub struct AckSender {
-    socket: SocketRef,
-    id: Option<u64>,
+    to: AckTarget,
     attachments: Vec<Bytes>,
     /// Set once the ack is sent, so that a failing handler's error is not sent as a second ack.
     sent: Arc<AtomicBool>,
 }
 
+/// Who waits for the answer.
+#[derive(Debug)]
+pub(crate) enum AckTarget {
+    /// A client, when it gave an ack id.
+    Client(SocketRef, Option<u64>),
+    /// Another node that sent a server-side event with an ack.
+    Server(Option<oneshot::Sender<AckResponse>>),
+}
+
 impl AckSender {
-    pub(crate) fn new(socket: SocketRef, id: Option<u64>, sent: Arc<AtomicBool>) -> Self {
+    pub(crate) fn new(to: AckTarget, sent: Arc<AtomicBool>) -> Self {
         AckSender {
-            socket,
-            id,
+            to,
             attachments: Vec::new(),
             sent,
         }
     }
 
-    /// Whether the client asked for an ack.
+    /// Whether an answer is expected.
     pub fn is_expected(&self) -> bool {
-        self.id.is_some()
+        matches!(
+            self.to,
+            AckTarget::Client(_, Some(_)) | AckTarget::Server(Some(_))
+        )
     }
 
     /// Binary attachments to send with the answer (see [`Bin`](crate::Bin)).
@@ -55,12 +66,22 @@ impl AckSender {
 
     /// Sends the answer; `data` becomes the ack's arguments (see [`Args`](crate::Args)).
     pub fn send<T: Serialize + ?Sized>(self, data: &T) -> Result<(), EmitError> {
-        let Some(id) = self.id else {
-            return Ok(());
-        };
         let args = crate::emit::with_placeholders(to_args(data)?, &self.attachments);
-        self.sent.store(true, Ordering::Release);
-        send_ack(&self.socket, id, args, self.attachments)
+        match self.to {
+            AckTarget::Client(socket, Some(id)) => {
+                self.sent.store(true, Ordering::Release);
+                send_ack(&socket, id, args, self.attachments)
+            }
+            AckTarget::Server(Some(tx)) => {
+                self.sent.store(true, Ordering::Release);
+                let _ = tx.send(AckResponse {
+                    args,
+                    attachments: self.attachments,
+                });
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 }
 

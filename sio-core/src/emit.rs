@@ -17,6 +17,9 @@ pub enum EmitError {
     /// [`EngineConfig::max_buffer_size`](crate::engine::EngineConfig::max_buffer_size)).
     #[error(transparent)]
     Send(#[from] SendError),
+    /// The cluster backend could not carry the operation.
+    #[error(transparent)]
+    Adapter(#[from] crate::adapter::AdapterError),
 }
 
 /// The frames of one packet: its text then its binary attachments (JSON), or one binary

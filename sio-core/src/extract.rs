@@ -25,7 +25,9 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use crate::ack::AckSender;
+use tokio::sync::oneshot;
+
+use crate::ack::{AckResponse, AckSender, AckTarget};
 use crate::args::{Args, from_args};
 use crate::namespace::Shared;
 use crate::socket::{DisconnectReason, SocketRef};
@@ -42,6 +44,8 @@ pub struct Context {
     pub(crate) ack_id: Option<u64>,
     /// Set when the handler's [`AckSender`] sent the ack.
     pub(crate) acked: Arc<AtomicBool>,
+    /// Where the answer to a server-side event goes, when its sender waits for one.
+    pub(crate) server_ack: Option<oneshot::Sender<AckResponse>>,
     pub(crate) reason: Option<DisconnectReason>,
 }
 
@@ -64,6 +68,7 @@ impl Context {
             attachments: None,
             ack_id: None,
             acked: Arc::default(),
+            server_ack: None,
             reason: None,
         }
     }
@@ -172,8 +177,11 @@ impl FromContext for Bin {
 
 impl FromContext for AckSender {
     fn from_context(ctx: &mut Context) -> Result<Self, ExtractError> {
-        let socket = ctx.require_socket("AckSender")?.clone();
-        Ok(AckSender::new(socket, ctx.ack_id.take(), ctx.acked.clone()))
+        let to = match &ctx.socket {
+            Some(socket) => AckTarget::Client(socket.clone(), ctx.ack_id.take()),
+            None => AckTarget::Server(ctx.server_ack.take()),
+        };
+        Ok(AckSender::new(to, ctx.acked.clone()))
     }
 }
 

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::adapter::{AdapterError, Backend, BroadcastOptions, ClusterRequest};
+use serde::de::DeserializeOwned;
+
+use crate::ack::{AckError, AckResponse};
+use crate::adapter::{AdapterError, Backend, BroadcastOptions, ClusterRequest, ClusterResponse};
 use crate::client::Client;
 use crate::emit::EmitError;
 use actix_web::dev::HttpServiceFactory;
@@ -201,10 +204,41 @@ impl SocketIo {
     ) -> Result<(), EmitError> {
         let mut args = vec![serde_json::Value::String(event.to_owned())];
         args.extend(crate::args::to_args(data)?);
-        self.main()
-            .nsp()
-            .publish(ClusterRequest::ServerSideEmit { args });
+        let request = ClusterRequest::ServerSideEmit { args, ack: false };
+        self.main().nsp().publish(request);
         Ok(())
+    }
+
+    /// Like [`server_side_emit`](Self::server_side_emit), and waits (at most `ack_timeout`)
+    /// for the answer each other node's handler gives with its [`AckSender`](crate::AckSender).
+    /// Nodes that do not answer in time are left out.
+    ///
+    /// ```no_run
+    /// # async fn f(io: sio_core::SocketIo) {
+    /// let counts: Vec<Result<usize, _>> = io.server_side_emit_with_ack("count", &()).await.unwrap();
+    /// # }
+    /// ```
+    pub async fn server_side_emit_with_ack<V: DeserializeOwned, T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<Vec<Result<V, serde_json::Error>>, AckError> {
+        let mut args = vec![serde_json::Value::String(event.to_owned())];
+        args.extend(crate::args::to_args(data).map_err(EmitError::from)?);
+        let request = ClusterRequest::ServerSideEmit { args, ack: true };
+        let nsp = self.main().nsp().clone();
+        let answers = nsp
+            .request(request, self.inner.config.ack_timeout)
+            .await
+            .map_err(|err| AckError::Emit(EmitError::Adapter(err)))?;
+        Ok(answers
+            .into_iter()
+            .flat_map(|answer| match answer {
+                ClusterResponse::Acks(acks) => acks,
+                _ => Vec::new(),
+            })
+            .map(AckResponse::data)
+            .collect())
     }
 
     /// The number of nodes in the cluster (1 without a cluster backend).

@@ -366,17 +366,29 @@ impl Nsp {
                     }
                 }
             }
-            ClusterRequest::ServerSideEmit { args } => {
+            ClusterRequest::ServerSideEmit { args, ack } => {
                 let mut args = args.into_iter();
                 let event = match args.next() {
                     Some(Value::String(event)) => event,
                     _ => return done(ClusterResponse::Done),
                 };
-                if let Some(handler) = self.handlers.server_events.get(&event) {
-                    let mut ctx = Context::server(self.shared.clone());
-                    ctx.event = Some(event.clone());
-                    ctx.args = Some(args.collect());
-                    call(handler, ctx, &event);
+                let Some(handler) = self.handlers.server_events.get(&event) else {
+                    return done(ClusterResponse::Acks(Vec::new()));
+                };
+                let mut ctx = Context::server(self.shared.clone());
+                ctx.event = Some(event.clone());
+                ctx.args = Some(args.collect());
+                let answer = ack.then(|| {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    ctx.server_ack = Some(tx);
+                    rx
+                });
+                call(handler, ctx, &event);
+                if let Some(answer) = answer {
+                    // A handler that drops its AckSender answers nothing.
+                    return Box::pin(async move {
+                        ClusterResponse::Acks(answer.await.into_iter().collect())
+                    });
                 }
             }
         }

@@ -133,3 +133,37 @@ async fn server_side_events_reach_the_other_nodes_handlers() {
 }
 
 type Sender = tokio::sync::mpsc::UnboundedSender<(String, i64)>;
+
+#[actix_web::test]
+async fn server_side_events_can_be_answered() {
+    let cluster = MemoryCluster::default();
+    let answering = |name: &'static str| {
+        Namespace::new("/").on_server_event(
+            "who",
+            move |Data(question): Data<String>, ack: AckSender| async move {
+                let _ = ack.send(&format!("{name} heard {question}"));
+            },
+        )
+    };
+    let a = SocketIo::builder()
+        .adapter(cluster.node())
+        .namespace(answering("a"))
+        .build();
+    let _b = SocketIo::builder()
+        .adapter(cluster.node())
+        .namespace(answering("b"))
+        .build();
+    let _c = SocketIo::builder()
+        .adapter(cluster.node())
+        .namespace(answering("c"))
+        .build();
+    let mut answers: Vec<String> = a
+        .server_side_emit_with_ack::<String, _>("who", "ping")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    answers.sort();
+    assert_eq!(answers, ["b heard ping", "c heard ping"]);
+}

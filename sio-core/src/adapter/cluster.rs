@@ -65,6 +65,8 @@ pub enum ClusterRequest {
     ServerSideEmit {
         /// The event name followed by its arguments.
         args: Vec<Value>,
+        /// Whether the sender waits for each node's answer ([`ClusterResponse::Acks`]).
+        ack: bool,
     },
 }
 
