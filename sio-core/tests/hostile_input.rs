@@ -1,0 +1,242 @@
+//! Hostile input: malformed packets of every kind, over WebSocket and long-polling. After each
+//! one the server must not panic, and another client must still get its acks.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::web::ServiceConfig;
+use awc::ws::{Frame, Message as WsMessage};
+use bytes::Bytes;
+use futures_util::{SinkExt as _, StreamExt as _};
+use sio_core::{AckSender, Args, Bin, Namespace, SocketIo};
+
+/// Panics anywhere in the process (server tasks included), counted by a hook.
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+fn server() -> String {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.fetch_add(1, Ordering::SeqCst);
+        previous(info);
+    }));
+    let addr = common::start(|| {
+        let io = SocketIo::builder()
+            .engine(|e| e.max_payload(10_000))
+            .namespace(Namespace::new("/").on(
+                "echo",
+                |args: Args, Bin(bin): Bin, ack: AckSender| async move {
+                    let _ = ack.bin(bin).send(&args);
+                },
+            ))
+            .build();
+        move |cfg: &mut ServiceConfig| {
+            cfg.service(io.service());
+        }
+    });
+    format!("{addr}")
+}
+
+type Ws = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+
+/// A WebSocket client connected to `/`, past the handshake.
+async fn ws_client(addr: &str) -> Ws {
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (_, mut ws) = awc::Client::new().ws(url).connect().await.unwrap();
+    next_text(&mut ws).await; // open
+    ws.send(WsMessage::Text("40".into())).await.unwrap();
+    let connect = next_text(&mut ws).await;
+    assert!(connect.starts_with("40{\"sid\""), "{connect}");
+    ws
+}
+
+async fn next_text(ws: &mut Ws) -> String {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("no frame within 5 s")
+            .expect("connection closed")
+            .unwrap();
+        match frame {
+            Frame::Text(text) if text == "2" => ws.send(WsMessage::Text("3".into())).await.unwrap(),
+            Frame::Text(text) => return String::from_utf8(text.to_vec()).unwrap(),
+            Frame::Ping(p) => ws.send(WsMessage::Pong(p)).await.unwrap(),
+            _ => {}
+        }
+    }
+}
+
+/// The bystander still gets an answer.
+async fn still_serves(victim: &mut Ws, n: usize) {
+    victim
+        .send(WsMessage::Text(format!("42{n}[\"echo\",{n}]").into()))
+        .await
+        .unwrap();
+    assert_eq!(next_text(victim).await, format!("43{n}[{n}]"));
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "the server panicked");
+}
+
+/// Sends `frames` on a fresh connection and waits until the server closes it or lets it be.
+async fn attack_ws(addr: &str, frames: Vec<WsMessage>) {
+    let mut ws = ws_client(addr).await;
+    for frame in frames {
+        if ws.send(frame).await.is_err() {
+            return;
+        }
+    }
+    // Either the server closes the connection or it ignores the input; both are fine.
+    let _ = tokio::time::timeout(Duration::from_millis(300), async {
+        while let Some(Ok(frame)) = ws.next().await {
+            if matches!(frame, Frame::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+#[actix_web::test]
+async fn malformed_websocket_packets_cost_only_their_connection() {
+    let addr = server();
+    let mut victim = ws_client(&addr).await;
+    let text = |s: &str| WsMessage::Text(s.to_owned().into());
+    let deep = format!("42[\"echo\",{}{}]", "[".repeat(5000), "]".repeat(5000));
+    let cases: Vec<Vec<WsMessage>> = vec![
+        vec![text("")],
+        vec![text("abc")],
+        vec![text("4")],
+        vec![text("4abc")],
+        vec![text("42{}")],
+        vec![text("42[]")],
+        vec![text("42[\"connect\"]")],
+        vec![text("42abc[\"echo\"]")],
+        vec![text("4299999999999999999999999[\"echo\"]")],
+        vec![text("43[1]")],
+        vec![text("43")],
+        vec![text("44{}")],
+        vec![text("40[1]")],
+        vec![text("41{}")],
+        vec![text("47")],
+        vec![text("4/nope,2[\"echo\"]")],
+        vec![text(&deep)],
+        vec![text("45-[\"echo\"]")],
+        vec![text("45x-[\"echo\"]")],
+        vec![text("45999-[\"echo\"]")],
+        vec![text("450-[\"echo\"]")],
+        vec![text("451-[\"echo\",{\"_placeholder\":true,\"num\":7}]")],
+        vec![
+            text("452-[\"echo\",{\"_placeholder\":true,\"num\":0}]"),
+            text("42[\"echo\"]"),
+        ],
+        vec![WsMessage::Binary(Bytes::from_static(b"\x00\x01"))],
+        vec![text("0{"), text("1x"), text("2ping"), text("5"), text("6x")],
+        vec![text(&"4".repeat(20_000))],
+        vec![WsMessage::Binary(vec![0u8; 20_000].into())],
+        (0..500).map(|_| text("42[\"nothing\"]")).collect(),
+    ];
+    for (n, frames) in cases.into_iter().enumerate() {
+        attack_ws(&addr, frames).await;
+        still_serves(&mut victim, n).await;
+    }
+}
+
+async fn post(url: &str, body: impl Into<Bytes>) -> StatusCode {
+    awc::Client::default()
+        .post(url)
+        .send_body(body.into())
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn polling_session(addr: &str) -> String {
+    let base = format!("http://{addr}/socket.io/?EIO=4&transport=polling");
+    let mut res = awc::Client::default().get(&base).send().await.unwrap();
+    let body = res.body().await.unwrap();
+    let open: serde_json::Value = serde_json::from_slice(&body[1..]).unwrap();
+    format!("{base}&sid={}", open["sid"].as_str().unwrap())
+}
+
+#[actix_web::test]
+async fn malformed_polling_requests_get_errors_not_crashes() {
+    let addr = server();
+    let mut victim = ws_client(&addr).await;
+    let bodies: Vec<Bytes> = vec![
+        Bytes::from_static(b""),
+        Bytes::from_static(b"\x1e\x1e"),
+        Bytes::from_static(b"b!!!"),
+        Bytes::from_static(b"4\xff\xfe"),
+        Bytes::from_static(b"40\x1e4abc"),
+        Bytes::from_static(b"40\x1e452-[\"echo\"]\x1ebAQID"),
+        Bytes::from_static(b"40\x1ebAQID"),
+        Bytes::from(vec![b'4'; 20_000]),
+        Bytes::from(
+            ["40"]
+                .iter()
+                .chain(&["42[\"x\"]"; 1000])
+                .copied()
+                .collect::<Vec<_>>()
+                .join("\x1e"),
+        ),
+    ];
+    for (n, body) in bodies.into_iter().enumerate() {
+        let url = polling_session(&addr).await;
+        let status = post(&url, body).await;
+        assert!(
+            status.is_success() || status.is_client_error(),
+            "case {n}: {status}"
+        );
+        still_serves(&mut victim, 100 + n).await;
+    }
+    let odd_urls = [
+        "/socket.io/?EIO=4&transport=polling&sid=%ff%fe",
+        "/socket.io/?EIO=4&transport=polling&sid=",
+        "/socket.io/?EIO=4&EIO=4&transport=polling",
+        "/socket.io/?EIO=99999999999999999999&transport=polling",
+        "/socket.io/?EIO=4&transport=websocket",
+    ];
+    for (n, path) in odd_urls.iter().enumerate() {
+        let res = awc::Client::default()
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_client_error(), "{path}: {}", res.status());
+        still_serves(&mut victim, 200 + n).await;
+    }
+}
+
+#[actix_web::test]
+async fn the_same_poll_from_many_clients_at_once_is_refused_cleanly() {
+    let addr = Arc::new(server());
+    let mut victim = ws_client(&addr).await;
+    let url = polling_session(&addr).await;
+    let polls = (0..20).map(|_| {
+        let url = url.clone();
+        async move {
+            awc::Client::default()
+                .get(url)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+                .map(|r| r.status())
+        }
+    });
+    for status in futures_util::future::join_all(polls)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        assert!(
+            status.is_success() || status == StatusCode::BAD_REQUEST,
+            "{status}"
+        );
+    }
+    still_serves(&mut victim, 300).await;
+}
