@@ -7,7 +7,8 @@
 //! - `room` (`{"room": r, "data": d}`): `bcast` with `d` to every socket in room `r`.
 //!
 //! `PORT` (default 3000) picks the port on 127.0.0.1. Library defaults otherwise (ping 25 s /
-//! 20 s, max payload 1 MB). Nothing is logged per message; SIGTERM stops it.
+//! 20 s, max payload 1 MB). Nothing is logged per message. On SIGTERM every client is told to
+//! reconnect, in-flight requests finish (at most 5 s), and the process exits.
 
 use actix_web::{App, HttpServer};
 use serde::Deserialize;
@@ -65,9 +66,37 @@ async fn main() -> std::io::Result<()> {
         .namespace(namespace("/"))
         .namespace(namespace("/custom"))
         .build();
-    HttpServer::new(move || App::new().service(io.service()))
+    let app_io = io.clone();
+    let server = HttpServer::new(move || App::new().service(app_io.service()))
         .tcp_nodelay(true)
+        // Signals are handled below, so that clients hear of the shutdown first.
+        .disable_signals()
+        .shutdown_timeout(5)
         .bind(("127.0.0.1", port))?
-        .run()
-        .await
+        .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        stop_signal().await;
+        // Every session gets a close packet, which clients treat as a lost connection: they
+        // reconnect (to another node behind a load balancer).
+        io.close();
+        handle.stop(true).await;
+    });
+    server.await
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
