@@ -3,3 +3,12 @@
 
 #[doc = include_str!("../../src/getting-started.md")]
 pub mod getting_started {}
+
+#[doc = include_str!("../../src/events.md")]
+pub mod events {}
+
+#[doc = include_str!("../../src/rooms.md")]
+pub mod rooms {}
+
+#[doc = include_str!("../../src/scaling.md")]
+pub mod scaling {}
