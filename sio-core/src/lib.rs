@@ -39,6 +39,7 @@ mod ack;
 mod adapter;
 mod args;
 mod client;
+mod describe;
 mod emit;
 pub mod engine;
 mod extensions;
@@ -53,8 +54,8 @@ mod socket;
 
 pub use ack::{AckError, AckResponse, AckSender};
 pub use adapter::{
-    AdapterError, Backend, BackendFuture, BroadcastOptions, ClusterRequest, ClusterResponse,
-    HandlerFuture, MemoryCluster, MemoryNode, RemoteSocket, RequestHandler, Room,
+    AckStream, AdapterError, Backend, BackendFuture, BroadcastOptions, ClusterRequest,
+    ClusterResponse, HandlerFuture, MemoryCluster, MemoryNode, RemoteSocket, RequestHandler, Room,
 };
 pub use args::Args;
 pub use emit::EmitError;

@@ -8,12 +8,13 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::join_all;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use serde_json::Value;
 
 use crate::ack::{AckError, AckResponse, send_ack};
 use crate::adapter::{
-    AdapterError, Backend, BroadcastOptions, ClusterRequest, ClusterResponse, HandlerFuture,
+    AckStream, AdapterError, Backend, BroadcastOptions, ClusterRequest, ClusterResponse, HandlerFuture,
     LocalAdapter, RequestHandler,
 };
 use crate::emit::frames;
@@ -275,22 +276,21 @@ impl Nsp {
         self.next_ack.fetch_add(1, AtomicOrdering::Relaxed)
     }
 
-    /// Sends `packet` (with its ack id) to the chosen sockets of this node, and returns the
-    /// future of their acks. The packets leave before this returns.
-    pub(crate) fn collect_acks(
+    /// Sends `packet` (with its ack id) to the chosen sockets of this node, and returns one
+    /// future per socket that got it, for its ack. The packets leave before this returns.
+    pub(crate) fn send_with_acks(
         &self,
         packet: &Packet,
         opts: &BroadcastOptions,
         timeout: Duration,
-    ) -> impl Future<Output = Vec<Result<AckResponse, AckError>>> + Send + 'static {
-        let id = match &packet.data {
-            PacketData::Event { id: Some(id), .. } => Some(*id),
-            _ => None,
+    ) -> Vec<impl Future<Output = Result<AckResponse, AckError>> + Send + 'static> {
+        let PacketData::Event { id: Some(id), .. } = &packet.data else {
+            return Vec::new();
         };
+        let id = *id;
         let frames = frames(self.parser(), packet);
         let mut waits = Vec::new();
-        for socket in id.map(|_| self.local_sockets(opts)).unwrap_or_default() {
-            let Some(id) = id else { break };
+        for socket in self.local_sockets(opts) {
             let rx = socket.register_ack(id);
             if socket.conn().send_all(frames.iter().cloned()).is_err() {
                 socket.forget_ack(id);
@@ -298,7 +298,7 @@ impl Nsp {
             }
             waits.push(async move { socket.await_ack(id, rx, timeout).await });
         }
-        join_all(waits)
+        waits
     }
 
     /// Sends a request to the other nodes, if there is a cluster.
@@ -329,15 +329,18 @@ impl Nsp {
                 opts,
                 timeout,
             } => {
-                let acks = self.collect_acks(&packet, &opts, timeout);
-                return Box::pin(async move {
-                    let acks = acks.await.into_iter().filter_map(Result::ok).collect();
-                    ClusterResponse::Acks(acks)
-                });
+                let acks = self.broadcast_with_ack(packet, opts, timeout).acks;
+                return Box::pin(async move { ClusterResponse::Acks(acks.collect().await) });
             }
-            ClusterRequest::Broadcast { packet, opts } => {
-                self.log_remote_broadcast(&packet, &opts);
-                self.deliver(&packet, &opts, false);
+            ClusterRequest::Broadcast {
+                packet,
+                opts,
+                volatile,
+            } => {
+                if !volatile {
+                    self.log_remote_broadcast(&packet, &opts);
+                }
+                self.deliver(&packet, &opts, volatile);
             }
             ClusterRequest::FetchSockets { opts } => {
                 let sockets = self
@@ -595,5 +598,23 @@ fn call(handler: &EventHandler, mut ctx: Context, what: &str) {
 impl RequestHandler for Nsp {
     fn handle(&self, request: ClusterRequest) -> HandlerFuture {
         self.handle_local(request)
+    }
+
+    fn broadcast_with_ack(
+        &self,
+        packet: Packet,
+        opts: BroadcastOptions,
+        timeout: Duration,
+    ) -> AckStream {
+        let waits = self.send_with_acks(&packet, &opts, timeout);
+        AckStream {
+            count: waits.len(),
+            acks: Box::pin(
+                waits
+                    .into_iter()
+                    .collect::<FuturesUnordered<_>>()
+                    .filter_map(|ack| std::future::ready(ack.ok())),
+            ),
+        }
     }
 }

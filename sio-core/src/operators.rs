@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::join_all;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -174,6 +175,7 @@ impl BroadcastOperators {
             self.nsp.publish(ClusterRequest::Broadcast {
                 packet,
                 opts: self.opts,
+                volatile: self.volatile,
             });
         }
         Ok(())
@@ -196,7 +198,7 @@ impl BroadcastOperators {
             Some(id),
             self.attachments.clone(),
         )?;
-        let local = self.nsp.collect_acks(&packet, &self.opts, timeout);
+        let local = join_all(self.nsp.send_with_acks(&packet, &self.opts, timeout));
         let remote = async {
             if self.local {
                 return Vec::new();

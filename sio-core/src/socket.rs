@@ -123,8 +123,11 @@ pub struct Socket {
     handshake: Handshake,
     connected: AtomicBool,
     acks: Mutex<HashMap<u64, oneshot::Sender<AckResponse>>>,
-    /// Typed per-socket data (`socket.data` in Node).
+    /// Typed per-socket data, for this node only.
     pub extensions: Extensions,
+    /// JSON per-socket data (`socket.data` in Node): travels to other nodes in
+    /// `fetch_sockets()` answers.
+    data: Mutex<Value>,
 }
 
 /// A shared handle to a [`Socket`]; what handlers receive.
@@ -201,6 +204,7 @@ impl Socket {
             connected: AtomicBool::new(false),
             acks: Mutex::new(HashMap::new()),
             extensions: Extensions::default(),
+            data: Mutex::new(Value::Object(serde_json::Map::new())),
         }))
     }
 
@@ -227,6 +231,33 @@ impl Socket {
     /// What the client sent when it connected.
     pub fn handshake(&self) -> &Handshake {
         &self.handshake
+    }
+
+    /// The socket's JSON data (`socket.data` in Node): `{}` until [`set_data`](Self::set_data).
+    /// Unlike [`extensions`](Self::extensions), other nodes see it in
+    /// [`fetch_sockets`](crate::BroadcastOperators::fetch_sockets).
+    ///
+    /// ```
+    /// # async fn f(socket: sio_core::SocketRef) {
+    /// socket.set_data(&serde_json::json!({"name": "ada"})).ok();
+    /// assert_eq!(socket.data()["name"], "ada");
+    /// # }
+    /// ```
+    pub fn data(&self) -> Value {
+        self.data
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the socket's JSON data (`socket.data = ...` in Node).
+    pub fn set_data<T: Serialize + ?Sized>(&self, data: &T) -> Result<(), serde_json::Error> {
+        let data = serde_json::to_value(data)?;
+        *self
+            .data
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = data;
+        Ok(())
     }
 
     /// The HTTP request that opened the connection (headers, query, peer address).
@@ -360,9 +391,10 @@ impl Socket {
     /// This socket as another node sees it.
     pub(crate) fn describe(&self) -> RemoteSocket {
         RemoteSocket {
-            id: self.id,
+            id: self.id.to_string(),
             rooms: self.rooms(),
-            auth: self.handshake.auth.clone(),
+            handshake: crate::describe::handshake(self.request(), &self.handshake.auth),
+            data: self.data(),
         }
     }
 

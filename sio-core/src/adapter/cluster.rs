@@ -6,11 +6,11 @@ use std::pin::Pin;
 use std::sync::Weak;
 use std::time::Duration;
 
+use futures_util::Stream;
 use serde_json::Value;
 
 use super::local::{BroadcastOptions, Room};
 use crate::ack::AckResponse;
-use crate::engine::Sid;
 use crate::parser::Packet;
 
 /// An operation one node asks the others to apply to their own sockets of a namespace.
@@ -23,6 +23,8 @@ pub enum ClusterRequest {
         packet: Packet,
         /// Who receives it.
         opts: BroadcastOptions,
+        /// Skip sockets that cannot take the packet at once instead of queueing it.
+        volatile: bool,
     },
     /// Describe the sockets `opts` chooses.
     FetchSockets {
@@ -82,15 +84,45 @@ pub enum ClusterResponse {
     Acks(Vec<AckResponse>),
 }
 
-/// A socket described for another node (`fetchSockets()` in Node).
+/// A socket described for another node (`fetchSockets()` in Node). The shape is Node's, so
+/// that sio and Node servers can answer each other.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoteSocket {
-    /// The socket id.
-    pub id: Sid,
-    /// Its rooms.
+    /// The socket id (Node servers use other id formats than sio, so it is kept as text).
+    pub id: String,
+    /// Its rooms, its own id included.
     pub rooms: Vec<Room>,
-    /// Its CONNECT payload.
-    pub auth: Value,
+    /// The handshake as Node describes it: `headers`, `time`, `address`, `xdomain`, `secure`,
+    /// `issued`, `url`, `query` and `auth` (the CONNECT payload).
+    pub handshake: Value,
+    /// What the application stored on the socket ([`Socket::set_data`](crate::Socket::set_data),
+    /// `socket.data` in Node).
+    pub data: Value,
+}
+
+impl RemoteSocket {
+    /// The CONNECT payload the client sent (`handshake.auth`), `null` when unknown.
+    pub fn auth(&self) -> &Value {
+        self.handshake.get("auth").unwrap_or(&Value::Null)
+    }
+}
+
+/// The acks another node asked for with [`ClusterRequest::BroadcastWithAck`]: how many
+/// sockets got the packet, then each answer as it arrives (Node's protocol sends the count at
+/// once and every ack on its own).
+pub struct AckStream {
+    /// The number of sockets the packet was sent to.
+    pub count: usize,
+    /// Their answers, as they arrive; the stream ends when all answered or the timeout passed.
+    pub acks: Pin<Box<dyn Stream<Item = AckResponse> + Send>>,
+}
+
+impl fmt::Debug for AckStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AckStream")
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a cluster operation failed.
@@ -111,6 +143,16 @@ pub trait RequestHandler: Send + Sync {
     /// Applies a request to this node's sockets at once (so that requests keep their order)
     /// and answers it, possibly later.
     fn handle(&self, request: ClusterRequest) -> HandlerFuture;
+
+    /// Sends `packet` (with its ack id) to the sockets `opts` chooses and streams their acks,
+    /// for at most `timeout`. [`handle`](Self::handle) does the same for
+    /// [`ClusterRequest::BroadcastWithAck`] but answers once, with every ack.
+    fn broadcast_with_ack(
+        &self,
+        packet: Packet,
+        opts: BroadcastOptions,
+        timeout: Duration,
+    ) -> AckStream;
 }
 
 /// A future a backend returns.

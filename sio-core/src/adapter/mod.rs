@@ -11,8 +11,8 @@ mod local;
 mod memory;
 
 pub use cluster::{
-    AdapterError, Backend, BackendFuture, ClusterRequest, ClusterResponse, HandlerFuture,
-    RemoteSocket, RequestHandler,
+    AckStream, AdapterError, Backend, BackendFuture, ClusterRequest, ClusterResponse,
+    HandlerFuture, RemoteSocket, RequestHandler,
 };
 pub(crate) use local::LocalAdapter;
 pub use local::{BroadcastOptions, Room};

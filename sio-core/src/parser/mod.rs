@@ -24,6 +24,8 @@ use serde_json::Value;
 
 pub use decode::{Decoder, Limits, ParseError};
 pub use encode::encode;
+#[cfg(feature = "msgpack")]
+pub use msgpack::{json_to_msgpack, msgpack_to_json};
 
 /// The packet format a server speaks; every client must use the same one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

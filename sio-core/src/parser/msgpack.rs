@@ -44,7 +44,7 @@ pub(super) fn decode(data: &[u8], limits: &Limits) -> Result<Packet, ParseError>
     let mut attachments = Vec::new();
     let data = data
         .filter(|d| !d.is_nil() && !is_undefined(d))
-        .map(|d| to_json(d, &mut attachments, limits))
+        .map(|d| msgpack_to_json(d, &mut attachments, limits))
         .transpose()?;
     let data = match (kind.ok_or(ParseError::UnknownType)?, data) {
         (0, None) => PacketData::Connect(None),
@@ -87,7 +87,7 @@ pub(super) fn encode(packet: &Packet) -> Bytes {
         };
     let mut fields = vec![(Mp::from("type"), Mp::from(kind))];
     if let Some(data) = data {
-        fields.push((Mp::from("data"), to_msgpack(data, attachments)));
+        fields.push((Mp::from("data"), json_to_msgpack(data, attachments)));
     }
     fields.push((Mp::from("nsp"), Mp::from(packet.ns.as_str())));
     if let Some(id) = id {
@@ -99,7 +99,24 @@ pub(super) fn encode(packet: &Packet) -> Bytes {
     out.into()
 }
 
-fn to_json(value: Mp, attachments: &mut Vec<Bytes>, limits: &Limits) -> Result<Value, ParseError> {
+/// Turns a MessagePack value into sio's JSON shape: binary values move into `attachments` and
+/// leave placeholders behind. Used by the MessagePack parser and by cluster backends whose
+/// messages carry packets as MessagePack (the Redis adapter).
+///
+/// ```
+/// use sio_core::parser::{msgpack_to_json, Limits};
+///
+/// let value = rmpv::Value::Array(vec!["file".into(), rmpv::Value::Binary(vec![1, 2])]);
+/// let mut attachments = Vec::new();
+/// let json = msgpack_to_json(value, &mut attachments, &Limits::default()).unwrap();
+/// assert_eq!(json, serde_json::json!(["file", {"_placeholder": true, "num": 0}]));
+/// assert_eq!(attachments, [vec![1u8, 2]]);
+/// ```
+pub fn msgpack_to_json(
+    value: Mp,
+    attachments: &mut Vec<Bytes>,
+    limits: &Limits,
+) -> Result<Value, ParseError> {
     Ok(match value {
         Mp::Nil => Value::Null,
         Mp::Boolean(b) => Value::Bool(b),
@@ -126,7 +143,7 @@ fn to_json(value: Mp, attachments: &mut Vec<Bytes>, limits: &Limits) -> Result<V
         Mp::Array(items) => Value::Array(
             items
                 .into_iter()
-                .map(|v| to_json(v, attachments, limits))
+                .map(|v| msgpack_to_json(v, attachments, limits))
                 .collect::<Result<_, _>>()?,
         ),
         Mp::Map(entries) => {
@@ -138,7 +155,7 @@ fn to_json(value: Mp, attachments: &mut Vec<Bytes>, limits: &Limits) -> Result<V
                 let key = key.into_str().ok_or(ParseError::MsgPack)?;
                 // A property set to `undefined` is left out, as `JSON.stringify` does.
                 if !is_undefined(&value) {
-                    map.insert(key, to_json(value, attachments, limits)?);
+                    map.insert(key, msgpack_to_json(value, attachments, limits)?);
                 }
             }
             Value::Object(map)
@@ -167,7 +184,17 @@ fn placeholder(num: usize) -> Value {
     Value::Object(map)
 }
 
-fn to_msgpack(value: &Value, attachments: &[Bytes]) -> Mp {
+/// Turns sio's JSON shape back into MessagePack: placeholders become the binary values of
+/// `attachments` they refer to. The inverse of [`msgpack_to_json`].
+///
+/// ```
+/// use sio_core::parser::json_to_msgpack;
+///
+/// let json = serde_json::json!(["file", {"_placeholder": true, "num": 0}]);
+/// let value = json_to_msgpack(&json, &[bytes::Bytes::from_static(&[1, 2])]);
+/// assert_eq!(value, rmpv::Value::Array(vec!["file".into(), rmpv::Value::Binary(vec![1, 2])]));
+/// ```
+pub fn json_to_msgpack(value: &Value, attachments: &[Bytes]) -> Mp {
     match value {
         Value::Null => Mp::Nil,
         Value::Bool(b) => Mp::Boolean(*b),
@@ -178,9 +205,12 @@ fn to_msgpack(value: &Value, attachments: &[Bytes]) -> Mp {
             _ => Mp::Nil,
         },
         Value::String(s) => Mp::from(s.as_str()),
-        Value::Array(items) => {
-            Mp::Array(items.iter().map(|v| to_msgpack(v, attachments)).collect())
-        }
+        Value::Array(items) => Mp::Array(
+            items
+                .iter()
+                .map(|v| json_to_msgpack(v, attachments))
+                .collect(),
+        ),
         Value::Object(map) => {
             if map.get("_placeholder") == Some(&Value::Bool(true))
                 && let Some(data) = map
@@ -193,7 +223,7 @@ fn to_msgpack(value: &Value, attachments: &[Bytes]) -> Mp {
             }
             Mp::Map(
                 map.iter()
-                    .map(|(k, v)| (Mp::from(k.as_str()), to_msgpack(v, attachments)))
+                    .map(|(k, v)| (Mp::from(k.as_str()), json_to_msgpack(v, attachments)))
                     .collect(),
             )
         }
@@ -234,7 +264,7 @@ mod tests {
         ];
         for value in bad {
             let mut out = Vec::new();
-            rmpv::encode::write_value(&mut out, &to_msgpack(&value, &[])).unwrap();
+            rmpv::encode::write_value(&mut out, &json_to_msgpack(&value, &[])).unwrap();
             assert!(decode(&out, &limits).is_err(), "{value} was accepted");
         }
         assert!(decode(&[0xc1], &limits).is_err());
