@@ -30,12 +30,13 @@ pub(crate) fn handshake(request: &RequestInfo, auth: &Value) -> Value {
         .issued
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
+    // Node's key order, so that answers read the same whichever server wrote them.
     json!({
-        "xdomain": request.headers.contains_key("origin"),
-        "secure": request.uri.scheme_str() == Some("https"),
         "headers": headers,
         "time": js_date(issued.as_secs()),
         "address": request.peer_addr.map(|a| a.ip().to_string()).unwrap_or_default(),
+        "xdomain": request.headers.contains_key("origin"),
+        "secure": request.uri.scheme_str() == Some("https"),
         "issued": u64::try_from(issued.as_millis()).unwrap_or(u64::MAX),
         "url": request.uri.to_string(),
         "query": query,

@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use serde::de::DeserializeOwned;
 
-use crate::ack::{AckError, AckResponse};
-use crate::adapter::{AdapterError, Backend, BroadcastOptions, ClusterRequest, ClusterResponse};
+use crate::ack::AckError;
+use crate::adapter::{AdapterError, Backend, BroadcastOptions};
 use crate::client::Client;
 use crate::emit::EmitError;
 use actix_web::dev::HttpServiceFactory;
@@ -196,17 +196,14 @@ impl SocketIo {
 
     /// Sends an event to the handlers of the other nodes of the cluster (`io.serverSideEmit`),
     /// registered with [`Namespace::on_server_event`] on the main namespace. Without a cluster
-    /// backend it goes nowhere.
+    /// backend it goes nowhere. See [`BroadcastOperators::server_side_emit`] for other
+    /// namespaces.
     pub fn server_side_emit<T: Serialize + ?Sized>(
         &self,
         event: &str,
         data: &T,
     ) -> Result<(), EmitError> {
-        let mut args = vec![serde_json::Value::String(event.to_owned())];
-        args.extend(crate::args::to_args(data)?);
-        let request = ClusterRequest::ServerSideEmit { args, ack: false };
-        self.main().nsp().publish(request);
-        Ok(())
+        self.main().server_side_emit(event, data)
     }
 
     /// Like [`server_side_emit`](Self::server_side_emit), and waits (at most `ack_timeout`)
@@ -223,22 +220,7 @@ impl SocketIo {
         event: &str,
         data: &T,
     ) -> Result<Vec<Result<V, serde_json::Error>>, AckError> {
-        let mut args = vec![serde_json::Value::String(event.to_owned())];
-        args.extend(crate::args::to_args(data).map_err(EmitError::from)?);
-        let request = ClusterRequest::ServerSideEmit { args, ack: true };
-        let nsp = self.main().nsp().clone();
-        let answers = nsp
-            .request(request, self.inner.config.ack_timeout)
-            .await
-            .map_err(|err| AckError::Emit(EmitError::Adapter(err)))?;
-        Ok(answers
-            .into_iter()
-            .flat_map(|answer| match answer {
-                ClusterResponse::Acks(acks) => acks,
-                _ => Vec::new(),
-            })
-            .map(AckResponse::data)
-            .collect())
+        self.main().server_side_emit_with_ack(event, data).await
     }
 
     /// The number of nodes in the cluster (1 without a cluster backend).

@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use crate::ack::{AckError, AckResponse, send_ack};
 use crate::adapter::{
-    AckStream, AdapterError, Backend, BroadcastOptions, ClusterRequest, ClusterResponse, HandlerFuture,
-    LocalAdapter, RequestHandler,
+    AckStream, AdapterError, Backend, BroadcastOptions, ClusterRequest, ClusterResponse,
+    HandlerFuture, LocalAdapter, RequestHandler,
 };
 use crate::emit::frames;
 use crate::engine::Sid;
@@ -602,10 +602,14 @@ impl RequestHandler for Nsp {
 
     fn broadcast_with_ack(
         &self,
-        packet: Packet,
+        mut packet: Packet,
         opts: BroadcastOptions,
         timeout: Duration,
     ) -> AckStream {
+        // Ack ids belong to this node's namespace: the sender's id could be in use here.
+        if let PacketData::Event { id, .. } = &mut packet.data {
+            *id = Some(self.next_ack_id());
+        }
         let waits = self.send_with_acks(&packet, &opts, timeout);
         AckStream {
             count: waits.len(),

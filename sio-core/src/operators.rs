@@ -101,10 +101,6 @@ impl BroadcastOperators {
         }
     }
 
-    pub(crate) fn nsp(&self) -> &Arc<Nsp> {
-        &self.nsp
-    }
-
     /// Only the sockets in these rooms (added to earlier `to` rooms).
     pub fn to(mut self, rooms: impl RoomParam) -> Self {
         self.opts.rooms.extend(rooms.into_rooms());
@@ -241,13 +237,63 @@ impl BroadcastOperators {
         let mut sockets: Vec<RemoteSocket> = self.sockets().iter().map(|s| s.describe()).collect();
         if !self.local {
             let request = ClusterRequest::FetchSockets { opts: self.opts };
-            for answer in self.nsp.request(request, self.nsp.ack_timeout()).await? {
+            let timeout = self.timeout.unwrap_or_else(|| self.nsp.ack_timeout());
+            for answer in self.nsp.request(request, timeout).await? {
                 if let ClusterResponse::Sockets(remote) = answer {
                     sockets.extend(remote);
                 }
             }
         }
         Ok(sockets)
+    }
+
+    /// Sends an event to the handlers of this namespace on the other nodes of the cluster
+    /// (`serverSideEmit`), registered with
+    /// [`Namespace::on_server_event`](crate::Namespace::on_server_event). Rooms and flags do not
+    /// apply. Without a cluster backend it goes nowhere.
+    ///
+    /// ```no_run
+    /// # fn f(io: sio_core::SocketIo) {
+    /// if let Some(admin) = io.of("/admin") {
+    ///     admin.server_side_emit("reload", &"config.toml").ok();
+    /// }
+    /// # }
+    /// ```
+    pub fn server_side_emit<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<(), EmitError> {
+        let args = server_event_args(event, data)?;
+        self.nsp
+            .publish(ClusterRequest::ServerSideEmit { args, ack: false });
+        Ok(())
+    }
+
+    /// Like [`server_side_emit`](Self::server_side_emit), and waits (at most the
+    /// [`timeout`](Self::timeout), or the ack timeout) for the answer each other node's handler
+    /// gives with its [`AckSender`](crate::AckSender). Nodes that do not answer in time are
+    /// left out.
+    pub async fn server_side_emit_with_ack<V: DeserializeOwned, T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<Vec<Result<V, serde_json::Error>>, AckError> {
+        let args = server_event_args(event, data)?;
+        let timeout = self.timeout.unwrap_or_else(|| self.nsp.ack_timeout());
+        let answers = self
+            .nsp
+            .request(ClusterRequest::ServerSideEmit { args, ack: true }, timeout)
+            .await
+            .map_err(|err| AckError::Emit(EmitError::Adapter(err)))?;
+        Ok(answers
+            .into_iter()
+            .flat_map(|answer| match answer {
+                ClusterResponse::Acks(acks) => acks,
+                _ => Vec::new(),
+            })
+            .map(AckResponse::data)
+            .collect())
     }
 
     /// Makes the chosen sockets join rooms, on every node (`socketsJoin`).
@@ -286,4 +332,14 @@ impl BroadcastOperators {
             self.nsp.publish(request);
         }
     }
+}
+
+/// The event name followed by the arguments `data` stands for.
+fn server_event_args<T: Serialize + ?Sized>(
+    event: &str,
+    data: &T,
+) -> Result<Vec<Value>, EmitError> {
+    let mut args = vec![Value::String(event.to_owned())];
+    args.extend(crate::args::to_args(data)?);
+    Ok(args)
 }

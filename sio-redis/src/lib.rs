@@ -1,3 +1,48 @@
-//! Redis adapter for sio, wire-compatible with Node's `@socket.io/redis-adapter`.
+//! A Redis adapter for sio that joins clusters of Node servers.
 //!
-//! The adapter lands with the `[redis]` work; this crate reserves its place in the workspace.
+//! Each sio node holds its own sockets; a broadcast, a room change or a `fetch_sockets` must
+//! reach the sockets of every node. [`RedisAdapter`] carries these operations over Redis
+//! pub/sub in the wire format of Node's `@socket.io/redis-adapter` (`createAdapter`), so sio
+//! and Node servers can share one cluster, and `@socket.io/redis-emitter` reaches sio nodes.
+//!
+//! Switching a server from one node to a cluster is one line:
+//!
+//! ```no_run
+//! use sio_core::{Namespace, SocketIo, SocketRef, Data};
+//! use sio_redis::RedisAdapter;
+//!
+//! # #[tokio::main] async fn main() -> Result<(), sio_redis::Error> {
+//! let io = SocketIo::builder()
+//!     .adapter(RedisAdapter::from_url("redis://127.0.0.1:6379")?)
+//!     .namespace(Namespace::new("/").on("chat", |s: SocketRef, Data(msg): Data<String>| async move {
+//!         // Reaches every client of every node.
+//!         let _ = s.namespace().emit("chat", &msg);
+//!     }))
+//!     .build();
+//! # let _ = io; Ok(()) }
+//! ```
+//!
+//! What crosses Redis, and what it costs:
+//! * Every broadcast is published once and received by every node (pattern subscription), as
+//!   with Node's adapter; each node then delivers to its own sockets.
+//! * Pub/sub has no replay: messages published while a node is cut off from Redis are lost for
+//!   that node ([`RedisStats::dropped`] counts what this node could not publish). The
+//!   subscriber reconnects by itself and subscribes again.
+//! * Requests that expect answers (`fetch_sockets`, broadcasts with acks, `server_side_emit`
+//!   with acks) wait for `PUBSUB NUMSUB` nodes and return what arrived when the timeout passes,
+//!   where Node's adapter fails the whole call.
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
+mod adapter;
+mod classic;
+mod config;
+mod error;
+mod wire;
+
+pub use adapter::{RedisAdapter, RedisStats};
+pub use config::RedisConfig;
+pub use error::Error;
+pub use wire::WireError;

@@ -1,0 +1,17 @@
+//! Errors of the Redis adapter.
+
+/// Why a [`RedisAdapter`](crate::RedisAdapter) or an [`Emitter`](crate::Emitter) could not be
+/// created or could not reach Redis.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL does not describe a Redis server.
+    #[error("invalid Redis URL: {0}")]
+    Url(#[source] redis::RedisError),
+    /// Redis refused a command or could not be reached.
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// No connection could be taken from the pool in time.
+    #[error("no Redis connection: {0}")]
+    Pool(#[from] bb8_redis::bb8::RunError<redis::RedisError>),
+}
