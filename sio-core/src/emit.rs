@@ -1,10 +1,12 @@
 //! Turning a Socket.IO packet into the Engine.IO frames that carry it.
 
 use bytes::Bytes;
+use serde::Serialize;
 use serde_json::Value;
 
+use crate::args::to_args;
 use crate::engine::{Frame, SendError};
-use crate::parser::{Encoded, Packet, Parser};
+use crate::parser::{Encoded, Packet, PacketData, Parser};
 
 /// Why an emit failed.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +22,36 @@ pub enum EmitError {
     /// The cluster backend could not carry the operation.
     #[error(transparent)]
     Adapter(#[from] crate::adapter::AdapterError),
+}
+
+impl Packet {
+    /// An EVENT packet, as `emit` builds it: `data` becomes the arguments (a tuple is several,
+    /// `()` none, anything else one; see [`Args`](crate::Args)) and `attachments` binary
+    /// arguments. For sending events from outside a server, such as a Redis emitter.
+    ///
+    /// ```
+    /// use sio_core::parser::{Packet, encode};
+    ///
+    /// let packet = Packet::event("/", "score", &(1, "two"), vec![]).unwrap();
+    /// assert_eq!(encode(&packet).0, r#"2["score",1,"two"]"#);
+    /// ```
+    pub fn event<T: Serialize + ?Sized>(
+        ns: &str,
+        event: &str,
+        data: &T,
+        attachments: Vec<Bytes>,
+    ) -> Result<Packet, serde_json::Error> {
+        let mut args = vec![Value::String(event.to_owned())];
+        args.extend(with_placeholders(to_args(data)?, &attachments));
+        Ok(Packet {
+            ns: ns.to_owned(),
+            data: PacketData::Event {
+                args: Value::Array(args),
+                id: None,
+                attachments,
+            },
+        })
+    }
 }
 
 /// The frames of one packet: its text then its binary attachments (JSON), or one binary

@@ -71,6 +71,7 @@ impl<T: RoomParam, const N: usize> RoomParam for [T; N] {
 /// # }
 /// ```
 #[must_use]
+#[derive(Clone)]
 pub struct BroadcastOperators {
     nsp: Arc<Nsp>,
     opts: BroadcastOptions,

@@ -15,9 +15,8 @@ use tokio::sync::oneshot;
 
 use crate::ack::{AckError, AckResponse};
 use crate::adapter::{BroadcastOptions, RemoteSocket, Room};
-use crate::args::to_args;
 use crate::client::Connection;
-use crate::emit::{EmitError, frames, with_placeholders};
+use crate::emit::{EmitError, frames};
 use crate::engine::{self, CloseReason, Protocol, RequestInfo, Sid, TransportKind};
 use crate::extensions::Extensions;
 use crate::namespace::Nsp;
@@ -542,14 +541,9 @@ pub(crate) fn event_packet<T: Serialize + ?Sized>(
     id: Option<u64>,
     attachments: Vec<Bytes>,
 ) -> Result<Packet, EmitError> {
-    let mut args = vec![Value::String(event.to_owned())];
-    args.extend(with_placeholders(to_args(data)?, &attachments));
-    Ok(Packet {
-        ns: ns.to_owned(),
-        data: PacketData::Event {
-            args: Value::Array(args),
-            id,
-            attachments,
-        },
-    })
+    let mut packet = Packet::event(ns, event, data, attachments)?;
+    if let PacketData::Event { id: ack_id, .. } = &mut packet.data {
+        *ack_id = id;
+    }
+    Ok(packet)
 }

@@ -11,6 +11,12 @@ pub enum Error {
     /// Redis refused a command or could not be reached.
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// The event name is one the client reserves (`connect`, `disconnect`, ...).
+    #[error("`{0}` is a reserved event name")]
+    ReservedEvent(String),
+    /// The data does not serialize to JSON.
+    #[error("cannot serialize the data: {0}")]
+    Serialize(#[from] serde_json::Error),
     /// No connection could be taken from the pool in time.
     #[error("no Redis connection: {0}")]
     Pool(#[from] bb8_redis::bb8::RunError<redis::RedisError>),

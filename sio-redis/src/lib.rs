@@ -39,10 +39,12 @@
 mod adapter;
 mod classic;
 mod config;
+mod emitter;
 mod error;
 mod wire;
 
 pub use adapter::{RedisAdapter, RedisStats};
 pub use config::RedisConfig;
+pub use emitter::Emitter;
 pub use error::Error;
 pub use wire::WireError;

@@ -261,9 +261,12 @@ impl<H: Handler> Engine<H> {
         let reason = socket.close_reason().unwrap_or(CloseReason::TransportClose);
         tracing::debug!(sid = %socket.sid(), %reason, "session closed");
         self.inner.handler.on_close(&socket, reason);
-        if reason == CloseReason::TransportClose && socket.transport() == TransportKind::Polling {
-            // The client's close may have come with no poll pending: keep the session long
-            // enough for its next poll to get the answer (see `Socket::deliver_close`).
+        if socket.transport() == TransportKind::Polling
+            && (reason == CloseReason::TransportClose || (reason.flushes() && socket.has_queued()))
+        {
+            // The close may have come with no poll pending: keep the session long enough for
+            // the client's next poll to get the answer (see `Socket::deliver_close`) or the
+            // frames queued before the close.
             let _ = tokio::time::timeout(config.ping_timeout, socket.close_delivered()).await;
         }
         self.inner

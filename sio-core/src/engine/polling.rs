@@ -41,7 +41,7 @@ pub(super) async fn get<D>(
         return Err(RequestError::BadRequest);
     };
     if socket.is_closed() {
-        return closed_answer(socket);
+        return closed_answer(socket, max_payload);
     }
     if socket.is_upgrading() {
         // A poll that starts during an upgrade. Node answers it on its 100 ms upgrade check;
@@ -70,18 +70,25 @@ pub(super) async fn get<D>(
         }
         let frames = socket.drain(max_payload);
         if !frames.is_empty() {
-            return Ok(payload_response(socket.protocol(), &frames));
+            return Ok(frames_response(socket, frames));
         }
         if socket.is_closed() {
-            return closed_answer(socket);
+            return closed_answer(socket, max_payload);
         }
         socket.woken().await;
     }
 }
 
-/// A poll on a closed session: a noop for the one poll that answers the client's own close,
-/// "Session ID unknown" for the rest.
-fn closed_answer<D>(socket: &Socket<D>) -> Result<HttpResponse, RequestError> {
+/// A poll on a closed session: what the server queued before closing it (a DISCONNECT, then
+/// the close packet, as Node flushes its buffer before closing), a noop for the one poll that
+/// answers the client's own close, "Session ID unknown" for the rest.
+fn closed_answer<D>(socket: &Socket<D>, max_payload: usize) -> Result<HttpResponse, RequestError> {
+    if socket.close_reason().is_some_and(CloseReason::flushes) {
+        let frames = socket.drain(max_payload);
+        if !frames.is_empty() {
+            return Ok(frames_response(socket, frames));
+        }
+    }
     if socket.deliver_close() {
         Ok(payload_response(
             socket.protocol(),
@@ -90,6 +97,23 @@ fn closed_answer<D>(socket: &Socket<D>) -> Result<HttpResponse, RequestError> {
     } else {
         Err(RequestError::UnknownSid)
     }
+}
+
+/// The answer to a poll that drained `frames`. When the server closed the session, the close
+/// packet goes in a payload of its own: the client reads a payload in one go, acting on a close
+/// packet at once but on Socket.IO packets only on the next tick, so a DISCONNECT before it
+/// would be lost (Node sends them apart too, flushing its buffer before closing).
+fn frames_response<D>(socket: &Socket<D>, mut frames: Vec<Frame>) -> HttpResponse {
+    if socket.close_reason().is_some_and(CloseReason::flushes) {
+        let close = encode(&Packet::Close);
+        if frames.len() > 1 && frames.last() == Some(&close) {
+            frames.pop();
+            socket.requeue(close);
+        } else {
+            socket.mark_close_delivered();
+        }
+    }
+    payload_response(socket.protocol(), &frames)
 }
 
 /// Reads a payload of packets from the client and acts on each, in order.

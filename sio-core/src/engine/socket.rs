@@ -90,6 +90,13 @@ impl CloseReason {
             CloseReason::ServerShutdown => "server shutting down",
         }
     }
+
+    /// Whether the server chose to close: what it queued before still reaches the client (on
+    /// polling, the next poll carries it), as Node drains its buffer first. A failed
+    /// transport drops what was queued.
+    pub(crate) fn flushes(self) -> bool {
+        matches!(self, CloseReason::ForcedClose | CloseReason::ServerShutdown)
+    }
 }
 
 impl fmt::Display for CloseReason {
@@ -383,7 +390,27 @@ impl<D> Socket<D> {
         first
     }
 
-    /// Resolves once a poll has answered the client's close.
+    /// Records that a poll carried the last frames of a closed session (the close packet
+    /// among them), so the session may go.
+    pub(crate) fn mark_close_delivered(&self) {
+        self.close_delivered.store(true, Ordering::Release);
+        self.close_delivery.notify_one();
+    }
+
+    /// Puts a drained frame back at the head of the queue, for the next poll.
+    pub(crate) fn requeue(&self, frame: Frame) {
+        let mut queue = self.lock_queue();
+        queue.bytes += frame.payload_len();
+        queue.frames.push_front(frame);
+    }
+
+    /// Whether frames wait for the client.
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.lock_queue().frames.is_empty()
+    }
+
+    /// Resolves once a poll has answered the close (the client's own, or the server's with the
+    /// frames queued before it).
     pub(crate) async fn close_delivered(&self) {
         while !self.close_delivered.load(Ordering::Acquire) {
             self.close_delivery.notified().await;

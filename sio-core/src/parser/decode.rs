@@ -6,8 +6,9 @@ use serde_json::Value;
 
 use super::{Packet, PacketData, kind};
 
-/// Event names the protocol reserves; a client may not send them.
-const RESERVED_EVENTS: [&str; 6] = [
+/// Event names the protocol reserves: clients may not send them, and servers do not emit
+/// them as events.
+pub const RESERVED_EVENTS: [&str; 6] = [
     "connect",
     "connect_error",
     "disconnect",

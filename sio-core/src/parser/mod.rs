@@ -22,7 +22,7 @@ mod msgpack;
 use bytes::Bytes;
 use serde_json::Value;
 
-pub use decode::{Decoder, Limits, ParseError};
+pub use decode::{Decoder, Limits, ParseError, RESERVED_EVENTS};
 pub use encode::encode;
 #[cfg(feature = "msgpack")]
 pub use msgpack::{json_to_msgpack, msgpack_to_json};

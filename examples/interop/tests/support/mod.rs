@@ -1,0 +1,127 @@
+//! Processes of the cluster tests: a private `redis-server`, cluster nodes and the checker.
+//! Every process is killed when its guard drops, whatever the test's outcome.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (released before use; the OS does not hand it out again at
+/// once).
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn js_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js")
+}
+
+/// A `redis-server` of the test's own, on a free port, keeping nothing on disk.
+pub(crate) struct Redis {
+    child: Child,
+    pub(crate) port: u16,
+}
+
+impl Redis {
+    pub(crate) fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is not installed (scripts/test installs it)");
+        let redis = Redis { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Which server a node runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    Sio,
+    Node,
+}
+
+/// A running cluster node.
+pub(crate) struct ClusterNode {
+    child: Child,
+    pub(crate) port: u16,
+}
+
+impl Drop for ClusterNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a node and waits for its `READY` line.
+pub(crate) fn start_node(kind: Kind, name: &str, redis_url: &str) -> ClusterNode {
+    let port = free_port();
+    let mut command = match kind {
+        Kind::Sio => Command::new(env!("CARGO_BIN_EXE_interop-server")),
+        Kind::Node => {
+            let mut c = Command::new("node");
+            c.arg(js_dir().join("node-server.mjs"));
+            c
+        }
+    };
+    let mut child = command
+        .env("PORT", port.to_string())
+        .env("NODE_NAME", name)
+        .env("REDIS_URL", redis_url)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cannot start a cluster node");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("READY") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let node = ClusterNode { child, port };
+    rx.recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{kind:?} node {name} did not print READY"));
+    node
+}
+
+/// Runs the checker against nodes A and B; whether every scenario passed, and its output.
+pub(crate) fn run_checker(a: u16, b: u16, redis_url: &str) -> (bool, String) {
+    let output = Command::new("node")
+        .arg(js_dir().join("checker.mjs"))
+        .args(["--a", &format!("http://127.0.0.1:{a}")])
+        .args(["--b", &format!("http://127.0.0.1:{b}")])
+        .args(["--redis", redis_url])
+        .args(["--rust-emitter", env!("CARGO_BIN_EXE_emit")])
+        .output()
+        .expect("cannot run node");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
