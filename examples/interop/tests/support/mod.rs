@@ -18,7 +18,7 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-fn js_dir() -> PathBuf {
+pub(crate) fn js_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js")
 }
 
@@ -30,7 +30,11 @@ pub(crate) struct Redis {
 
 impl Redis {
     pub(crate) fn start() -> Self {
-        let port = free_port();
+        Self::start_on(free_port())
+    }
+
+    /// A server on `port` (again, after a stop: the outage test).
+    pub(crate) fn start_on(port: u16) -> Self {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
