@@ -5,27 +5,26 @@
 //! * a bb8 pool for commands; one publisher task drains a bounded queue and sends what has
 //!   queued up as one pipeline, so a node's messages keep their order and `emit` never waits
 //!   on Redis;
-//! * one subscriber connection (RESP3, `redis::aio::ConnectionManager`) that reconnects with
-//!   backoff on its own and subscribes again to everything it had.
+//! * one subscriber connection ([`subscriber`](crate::subscriber)) that reconnects with
+//!   backoff and subscribes again to everything it had.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use bb8_redis::RedisConnectionManager;
 use futures_util::StreamExt as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ProtocolVersion, PushInfo, PushKind};
 use sio_core::{
     AdapterError, Backend, BackendFuture, ClusterRequest, ClusterResponse, RequestHandler,
 };
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use crate::classic::{Broadcast, ChannelKind, Channels, Envelope, Request, Response};
 use crate::config::RedisConfig;
 use crate::error::Error;
+use crate::subscriber::{self, Subscriber, Subscription};
 
 /// A sio cluster backend over Redis, wire-compatible with Node's `@socket.io/redis-adapter`
 /// (`createAdapter`, the classic protocol) and `@socket.io/redis-emitter`.
@@ -34,7 +33,7 @@ use crate::error::Error;
 /// use sio_core::SocketIo;
 /// use sio_redis::RedisAdapter;
 ///
-/// # #[tokio::main] async fn main() -> Result<(), sio_redis::Error> {
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sio_redis::Error> {
 /// let io = SocketIo::builder()
 ///     .adapter(RedisAdapter::from_url("redis://127.0.0.1:6379")?)
 ///     .build();
@@ -54,19 +53,15 @@ struct Inner {
     channels: Channels,
     pool: bb8_redis::bb8::Pool<RedisConnectionManager>,
     publisher: mpsc::Sender<(String, Vec<u8>)>,
-    subscriber: ConnectionManager,
+    subscriber: Subscriber,
     namespaces: RwLock<HashMap<String, Weak<dyn RequestHandler>>>,
     /// Requests of this node waiting for answers, by request id.
     pending: Mutex<HashMap<String, mpsc::UnboundedSender<Response>>>,
-    /// Namespaces whose subscriptions are not confirmed yet.
-    subscribing: AtomicUsize,
-    subscribed: Notify,
     stats: Counters,
 }
 
 #[derive(Default)]
 struct Counters {
-    reconnects: AtomicU64,
     published: AtomicU64,
     dropped: AtomicU64,
     received: AtomicU64,
@@ -97,25 +92,8 @@ impl RedisAdapter {
     pub fn new(config: RedisConfig) -> Result<Self, Error> {
         let client = redis::Client::open(config.url.as_str()).map_err(Error::Url)?;
         let info = client.get_connection_info().clone();
-        // Push messages (RESP3) let the connection manager notice a lost connection by itself
-        // and subscribe again after reconnecting.
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let subscriber_client =
-            redis::Client::open(info.clone().set_redis_settings(settings)).map_err(Error::Url)?;
-        let (push_tx, push_rx) = mpsc::unbounded_channel::<PushInfo>();
-        let manager_config = ConnectionManagerConfig::new()
-            .set_push_sender(push_tx)
-            .set_automatic_resubscription()
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500))
-            .set_number_of_retries(usize::MAX)
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)));
-        let subscriber = ConnectionManager::new_lazy_with_config(subscriber_client, manager_config)
-            .map_err(Error::Url)?;
+        let (messages, received) = mpsc::unbounded_channel();
+        let subscriber = subscriber::start(info.clone(), messages);
         let pool = bb8_redis::bb8::Pool::builder()
             .connection_timeout(Duration::from_millis(500))
             .build_unchecked(RedisConnectionManager::new(info).map_err(Error::Url)?);
@@ -128,13 +106,10 @@ impl RedisAdapter {
             subscriber,
             namespaces: RwLock::default(),
             pending: Mutex::default(),
-            subscribing: AtomicUsize::new(0),
-            subscribed: Notify::new(),
             stats: Counters::default(),
         });
         tokio::spawn(publish_loop(pool, queue, Arc::downgrade(&inner)));
-        tokio::spawn(receive_loop(push_rx, Arc::downgrade(&inner)));
-        tokio::spawn(keep_alive(Arc::downgrade(&inner)));
+        tokio::spawn(receive_loop(received, Arc::downgrade(&inner)));
         Ok(RedisAdapter { inner })
     }
 
@@ -146,20 +121,14 @@ impl RedisAdapter {
     /// Waits until the subscriptions of every namespace registered so far are in place, so
     /// that this node receives what other nodes publish from now on.
     pub async fn ready(&self) {
-        loop {
-            let subscribed = self.inner.subscribed.notified();
-            if self.inner.subscribing.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            subscribed.await;
-        }
+        self.inner.subscriber.confirmed().await;
     }
 
     /// Counters of what this adapter has done.
     pub fn stats(&self) -> RedisStats {
         let stats = &self.inner.stats;
         RedisStats {
-            reconnects: stats.reconnects.load(Ordering::Relaxed),
+            reconnects: self.inner.subscriber.reconnects(),
             published: stats.published.load(Ordering::Relaxed),
             dropped: stats.dropped.load(Ordering::Relaxed),
             received: stats.received.load(Ordering::Relaxed),
@@ -179,8 +148,14 @@ impl fmt::Debug for RedisAdapter {
 impl Backend for RedisAdapter {
     fn register(&self, ns: &str, handler: Weak<dyn RequestHandler>) {
         write(&self.inner.namespaces).insert(ns.to_owned(), handler);
-        self.inner.subscribing.fetch_add(1, Ordering::AcqRel);
-        tokio::spawn(subscribe(self.inner.clone(), ns.to_owned()));
+        // What a Node node subscribes to for a namespace.
+        let (channels, subscriber) = (&self.inner.channels, &self.inner.subscriber);
+        subscriber.subscribe(Subscription::Pattern(channels.broadcast_pattern(ns)));
+        subscriber.subscribe(Subscription::Channel(channels.request(ns)));
+        subscriber.subscribe(Subscription::Channel(channels.response(ns)));
+        subscriber.subscribe(Subscription::Channel(
+            channels.response_to(ns, &self.inner.uid),
+        ));
     }
 
     fn publish(&self, ns: &str, request: ClusterRequest) {
@@ -514,36 +489,6 @@ impl Gathered {
     }
 }
 
-/// Subscribes to a namespace's channels, as a Node node does, retrying until Redis answers.
-async fn subscribe(inner: Arc<Inner>, ns: String) {
-    let channels = [
-        inner.channels.request(&ns),
-        inner.channels.response(&ns),
-        inner.channels.response_to(&ns, &inner.uid),
-    ];
-    let pattern = inner.channels.broadcast_pattern(&ns);
-    let mut subscriber = inner.subscriber.clone();
-    let mut delay = Duration::from_millis(50);
-    loop {
-        let result = async {
-            subscriber.psubscribe(&pattern).await?;
-            subscriber.subscribe(&channels).await
-        }
-        .await;
-        match result {
-            Ok(()) => break,
-            Err(err) => {
-                tracing::warn!(target: "sio::redis", %ns, %err, "subscription failed, retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(1));
-            }
-        }
-    }
-    tracing::debug!(target: "sio::redis", %ns, uid = %inner.uid, "subscribed");
-    inner.subscribing.fetch_sub(1, Ordering::AcqRel);
-    inner.subscribed.notify_waiters();
-}
-
 /// Publishes queued messages in order, as one pipeline per batch.
 async fn publish_loop(
     pool: bb8_redis::bb8::Pool<RedisConnectionManager>,
@@ -578,47 +523,15 @@ async fn publish_loop(
 }
 
 /// Hands the subscriber connection's messages to the adapter, in order.
-async fn receive_loop(mut pushes: mpsc::UnboundedReceiver<PushInfo>, inner: Weak<Inner>) {
-    while let Some(push) = pushes.recv().await {
+async fn receive_loop(
+    mut messages: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    inner: Weak<Inner>,
+) {
+    while let Some((channel, payload)) = messages.recv().await {
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        match push.kind {
-            PushKind::Message | PushKind::PMessage => {
-                // `message`: [channel, payload]; `pmessage`: [pattern, channel, payload].
-                let mut data = push.data.into_iter().rev();
-                let (Some(payload), Some(channel)) = (data.next(), data.next()) else {
-                    continue;
-                };
-                let (Ok(payload), Ok(channel)) = (
-                    redis::from_redis_value::<Vec<u8>>(payload),
-                    redis::from_redis_value::<String>(channel),
-                ) else {
-                    continue;
-                };
-                inner.receive(&channel, &payload);
-            }
-            PushKind::Disconnection => {
-                inner.stats.reconnects.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(target: "sio::redis", "subscriber connection lost; reconnecting");
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Pings on the subscriber connection every second, so that a connection lost while idle is
-/// noticed (and re-established) within a second.
-async fn keep_alive(inner: Weak<Inner>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        let mut subscriber = inner.subscriber.clone();
-        drop(inner);
-        let _: Result<(), _> = redis::cmd("PING").query_async(&mut subscriber).await;
+        inner.receive(&channel, &payload);
     }
 }
 

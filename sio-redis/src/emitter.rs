@@ -17,12 +17,13 @@ use crate::error::Error;
 const EMITTER_UID: &str = "emitter";
 
 /// Sends events and room operations to the clients of a cluster without being one of its
-/// servers, like Node's `@socket.io/redis-emitter`.
+/// servers, like Node's `@socket.io/redis-emitter`. Operators (`to`, `except`, ...) return a
+/// new emitter and leave this one as it was.
 ///
 /// ```no_run
 /// use sio_redis::Emitter;
 ///
-/// # #[tokio::main] async fn main() -> Result<(), sio_redis::Error> {
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sio_redis::Error> {
 /// let emitter = Emitter::from_url("redis://127.0.0.1:6379")?;
 /// emitter.to("room1").emit("news", &"hello").await?;
 /// emitter.of("/admin").emit("stats", &serde_json::json!({"users": 3})).await?;
@@ -84,32 +85,38 @@ impl Emitter {
     }
 
     /// Only the clients in these rooms (added to earlier ones).
-    pub fn to(mut self, rooms: impl RoomParam) -> Self {
-        self.opts.rooms.extend(rooms.into_rooms());
-        self
+    pub fn to(&self, rooms: impl RoomParam) -> Self {
+        let mut emitter = self.clone();
+        emitter.opts.rooms.extend(rooms.into_rooms());
+        emitter
     }
 
     /// The same as [`to`](Self::to) (`in` in JavaScript).
-    pub fn within(self, rooms: impl RoomParam) -> Self {
+    pub fn within(&self, rooms: impl RoomParam) -> Self {
         self.to(rooms)
     }
 
     /// Minus the clients in these rooms.
-    pub fn except(mut self, rooms: impl RoomParam) -> Self {
-        self.opts.except.extend(rooms.into_rooms());
-        self
+    pub fn except(&self, rooms: impl RoomParam) -> Self {
+        let mut emitter = self.clone();
+        emitter.opts.except.extend(rooms.into_rooms());
+        emitter
     }
 
     /// Clients that cannot take the event at once skip it.
-    pub fn volatile(mut self) -> Self {
-        self.volatile = true;
-        self
+    pub fn volatile(&self) -> Self {
+        Emitter {
+            volatile: true,
+            ..self.clone()
+        }
     }
 
     /// Binary arguments sent after `data` (or referenced by placeholders in it).
-    pub fn bin(mut self, attachments: Vec<Bytes>) -> Self {
-        self.attachments = attachments;
-        self
+    pub fn bin(&self, attachments: Vec<Bytes>) -> Self {
+        Emitter {
+            attachments,
+            ..self.clone()
+        }
     }
 
     /// Sends an event to the chosen clients of every server.

@@ -11,7 +11,7 @@
 //! use sio_core::{Namespace, SocketIo, SocketRef, Data};
 //! use sio_redis::RedisAdapter;
 //!
-//! # #[tokio::main] async fn main() -> Result<(), sio_redis::Error> {
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sio_redis::Error> {
 //! let io = SocketIo::builder()
 //!     .adapter(RedisAdapter::from_url("redis://127.0.0.1:6379")?)
 //!     .namespace(Namespace::new("/").on("chat", |s: SocketRef, Data(msg): Data<String>| async move {
@@ -41,6 +41,8 @@ mod classic;
 mod config;
 mod emitter;
 mod error;
+mod resp;
+mod subscriber;
 mod wire;
 
 pub use adapter::{RedisAdapter, RedisStats};

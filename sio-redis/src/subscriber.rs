@@ -1,0 +1,306 @@
+//! The dedicated subscriber connection: one TCP connection in subscribed mode (RESP2, so any
+//! Redis works and `SSUBSCRIBE` is available on a standalone server), kept alive by a ping
+//! every second, re-established with backoff when it fails, and subscribed again to everything
+//! it had.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use redis::{ConnectionAddr, ConnectionInfo};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::resp::{self, Frame};
+
+/// A subscription, by its command.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Subscription {
+    /// `SUBSCRIBE`
+    Channel(String),
+    /// `PSUBSCRIBE`
+    Pattern(String),
+}
+
+impl Subscription {
+    fn command(&self) -> Vec<u8> {
+        let (name, channel) = match self {
+            Subscription::Channel(c) => ("SUBSCRIBE", c),
+            Subscription::Pattern(p) => ("PSUBSCRIBE", p),
+        };
+        redis::cmd(name).arg(channel).get_packed_command()
+    }
+}
+
+enum Command {
+    Subscribe(Subscription),
+    /// Answer once every subscription asked for before is confirmed.
+    Confirmed(oneshot::Sender<()>),
+}
+
+/// The handle of the subscriber task. Messages arrive on the channel given to [`start`].
+pub(crate) struct Subscriber {
+    commands: mpsc::UnboundedSender<Command>,
+    state: Arc<State>,
+}
+
+struct State {
+    reconnects: AtomicU64,
+}
+
+/// Starts the subscriber task; it ends when the [`Subscriber`] is dropped.
+pub(crate) fn start(
+    info: ConnectionInfo,
+    messages: mpsc::UnboundedSender<(String, Vec<u8>)>,
+) -> Subscriber {
+    let (commands, rx) = mpsc::unbounded_channel();
+    let state = Arc::new(State {
+        reconnects: AtomicU64::new(0),
+    });
+    tokio::spawn(run(info, rx, messages, state.clone()));
+    Subscriber { commands, state }
+}
+
+impl Subscriber {
+    pub(crate) fn subscribe(&self, subscription: Subscription) {
+        let _ = self.commands.send(Command::Subscribe(subscription));
+    }
+
+    /// Waits until Redis has confirmed every subscription asked for so far.
+    pub(crate) async fn confirmed(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Confirmed(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Times the connection was lost after it had been established.
+    pub(crate) fn reconnects(&self) -> u64 {
+        self.state.reconnects.load(Ordering::Relaxed)
+    }
+}
+
+/// Connects, subscribes, reads; again after every failure, until the handle is dropped.
+async fn run(
+    info: ConnectionInfo,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    messages: mpsc::UnboundedSender<(String, Vec<u8>)>,
+    state: Arc<State>,
+) {
+    let mut subscriptions = BTreeSet::new();
+    let mut waiters = Vec::new();
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match connect(&info).await {
+            Ok(stream) => {
+                delay = Duration::from_millis(50);
+                let ended = serve(
+                    stream,
+                    &mut subscriptions,
+                    &mut waiters,
+                    &mut commands,
+                    &messages,
+                )
+                .await;
+                match ended {
+                    Ended::HandleDropped => return,
+                    Ended::Failed(err) => {
+                        state.reconnects.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(target: "sio::redis", %err, "subscriber connection lost; reconnecting");
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(target: "sio::redis", %err, ?delay, "cannot connect the subscriber; retrying");
+            }
+        }
+        // Keep taking subscriptions while waiting, so none is lost.
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => break,
+                command = commands.recv() => match command {
+                    None => return,
+                    Some(command) => apply(command, &mut subscriptions, &mut waiters),
+                },
+            }
+        }
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Records a command made while disconnected; it takes effect on the next connection.
+fn apply(
+    command: Command,
+    subscriptions: &mut BTreeSet<Subscription>,
+    waiters: &mut Vec<oneshot::Sender<()>>,
+) {
+    match command {
+        Command::Subscribe(s) => {
+            subscriptions.insert(s);
+        }
+        Command::Confirmed(waiter) => waiters.push(waiter),
+    }
+}
+
+enum Ended {
+    HandleDropped,
+    Failed(String),
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+async fn connect(info: &ConnectionInfo) -> Result<Box<dyn Stream>, String> {
+    let timeout = Duration::from_secs(1);
+    let mut stream: Box<dyn Stream> = match info.addr() {
+        ConnectionAddr::Tcp(host, port) => {
+            let tcp = tokio::time::timeout(
+                timeout,
+                tokio::net::TcpStream::connect((host.as_str(), *port)),
+            )
+            .await
+            .map_err(|_| "connect timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+            let _ = tcp.set_nodelay(true);
+            Box::new(tcp)
+        }
+        ConnectionAddr::Unix(path) => Box::new(
+            tokio::net::UnixStream::connect(path)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+        _ => return Err("TLS connections are not supported".into()),
+    };
+    let settings = info.redis_settings();
+    if let Some(password) = settings.password() {
+        let mut auth = redis::cmd("AUTH");
+        if let Some(user) = settings.username() {
+            auth.arg(user);
+        }
+        auth.arg(password);
+        stream
+            .write_all(&auth.get_packed_command())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = BytesMut::new();
+        match read_frame(&mut stream, &mut buf).await? {
+            Frame::Simple(_) => {}
+            other => return Err(format!("AUTH refused: {other:?}")),
+        }
+    }
+    Ok(stream)
+}
+
+/// Subscribes to everything on a fresh connection, then forwards messages and takes new
+/// subscriptions until the connection fails or the handle is dropped.
+async fn serve(
+    mut stream: Box<dyn Stream>,
+    subscriptions: &mut BTreeSet<Subscription>,
+    waiters: &mut Vec<oneshot::Sender<()>>,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    messages: &mpsc::UnboundedSender<(String, Vec<u8>)>,
+) -> Ended {
+    let failed = |e: std::io::Error| Ended::Failed(e.to_string());
+    // Subscriptions sent on this connection and not confirmed yet.
+    let mut unconfirmed = subscriptions.len();
+    for s in subscriptions.iter() {
+        if let Err(e) = stream.write_all(&s.command()).await {
+            return failed(e);
+        }
+    }
+    let answer = |waiters: &mut Vec<oneshot::Sender<()>>| {
+        for waiter in waiters.drain(..) {
+            let _ = waiter.send(());
+        }
+    };
+    if unconfirmed == 0 {
+        answer(waiters);
+    }
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut ping = tokio::time::interval(Duration::from_secs(1));
+    let mut silent_ticks = 0;
+    loop {
+        tokio::select! {
+            read = stream.read_buf(&mut buf) => {
+                match read {
+                    Ok(0) => return Ended::Failed("connection closed by Redis".into()),
+                    Ok(_) => silent_ticks = 0,
+                    Err(e) => return failed(e),
+                }
+                loop {
+                    match resp::parse(&buf) {
+                        Ok(Some((frame, used))) => {
+                            let _ = buf.split_to(used);
+                            if frame.is_subscription() {
+                                unconfirmed = unconfirmed.saturating_sub(1);
+                                if unconfirmed == 0 {
+                                    answer(waiters);
+                                }
+                            } else if let Frame::Error(err) = &frame {
+                                tracing::warn!(target: "sio::redis", %err, "Redis refused a subscription command");
+                            } else if let Some(message) = frame.into_message() {
+                                let _ = messages.send(message);
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => return Ended::Failed(e.to_string()),
+                    }
+                }
+            }
+            command = commands.recv() => {
+                let Some(command) = command else { return Ended::HandleDropped };
+                let bytes = match command {
+                    Command::Confirmed(waiter) => {
+                        waiters.push(waiter);
+                        if unconfirmed == 0 {
+                            answer(waiters);
+                        }
+                        continue;
+                    }
+                    Command::Subscribe(s) => {
+                        if subscriptions.contains(&s) {
+                            continue;
+                        }
+                        unconfirmed += 1;
+                        let bytes = s.command();
+                        subscriptions.insert(s);
+                        bytes
+                    }
+                };
+                if let Err(e) = stream.write_all(&bytes).await {
+                    return failed(e);
+                }
+            }
+            _ = ping.tick() => {
+                // A connection that stays silent through three pings is dead (half-open).
+                silent_ticks += 1;
+                if silent_ticks > 3 {
+                    return Ended::Failed("no answer to pings".into());
+                }
+                if let Err(e) = stream.write_all(&redis::cmd("PING").get_packed_command()).await {
+                    return failed(e);
+                }
+            }
+        }
+    }
+}
+
+async fn read_frame(stream: &mut Box<dyn Stream>, buf: &mut BytesMut) -> Result<Frame, String> {
+    loop {
+        if let Some((frame, used)) = resp::parse(buf).map_err(|e| e.to_string())? {
+            let _ = buf.split_to(used);
+            return Ok(frame);
+        }
+        let n = tokio::time::timeout(Duration::from_secs(2), stream.read_buf(buf))
+            .await
+            .map_err(|_| "Redis did not answer".to_owned())?
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed by Redis".into());
+        }
+    }
+}
