@@ -2,7 +2,7 @@
 //! [`Ctxt`] so that every broken rule shows up in one compile.
 
 use quote::ToTokens as _;
-use syn::{FnArg, ItemFn, LitStr, Type};
+use syn::{FnArg, ItemFn, LitStr, Pat, Type};
 
 use crate::ctxt::Ctxt;
 use crate::kind::{Kind, ONCE, TAKE_ARGS, unavailable};
@@ -117,6 +117,7 @@ pub(crate) fn function(cx: &mut Ctxt, kind: Kind, item: &ItemFn) -> bool {
     }
     duplicate_attributes(cx, kind, item);
     extractors(cx, kind, item);
+    bindings_named_like(cx, item, &[&sig.ident]);
     ok
 }
 
@@ -188,5 +189,56 @@ fn type_name(ty: &Type) -> Option<String> {
             .last()
             .map(|segment| segment.ident.to_token_stream().to_string()),
         _ => None,
+    }
+}
+
+/// The generated unit struct takes the handler's name in the value namespace, where a pattern
+/// resolves a bare name before binding it: `Data(chat)` in (or next to) the handler `chat`
+/// would match against the struct instead of binding. Said here in words rather than left to
+/// rustc's "interpreted as a unit struct".
+pub(crate) fn bindings_named_like(cx: &mut Ctxt, item: &ItemFn, handlers: &[&syn::Ident]) {
+    for input in &item.sig.inputs {
+        if let FnArg::Typed(arg) = input {
+            pattern_bindings(cx, &arg.pat, handlers);
+        }
+    }
+}
+
+fn pattern_bindings(cx: &mut Ctxt, pat: &Pat, handlers: &[&syn::Ident]) {
+    match pat {
+        Pat::Ident(binding) => {
+            if handlers.contains(&&binding.ident) {
+                cx.error_spanned_by(
+                    &binding.ident,
+                    format!(
+                        "this binding has the name of the handler `{0}`, whose generated struct would take its place in the pattern; rename the binding",
+                        binding.ident
+                    ),
+                );
+            }
+            if let Some((_, sub)) = &binding.subpat {
+                pattern_bindings(cx, sub, handlers);
+            }
+        }
+        Pat::TupleStruct(p) => p
+            .elems
+            .iter()
+            .for_each(|p| pattern_bindings(cx, p, handlers)),
+        Pat::Tuple(p) => p
+            .elems
+            .iter()
+            .for_each(|p| pattern_bindings(cx, p, handlers)),
+        Pat::Struct(p) => p
+            .fields
+            .iter()
+            .for_each(|field| pattern_bindings(cx, &field.pat, handlers)),
+        Pat::Slice(p) => p
+            .elems
+            .iter()
+            .for_each(|p| pattern_bindings(cx, p, handlers)),
+        Pat::Reference(p) => pattern_bindings(cx, &p.pat, handlers),
+        Pat::Paren(p) => pattern_bindings(cx, &p.pat, handlers),
+        Pat::Type(p) => pattern_bindings(cx, &p.pat, handlers),
+        _ => {}
     }
 }

@@ -16,7 +16,7 @@
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned as _;
-use syn::{FnArg, ItemFn, ReturnType, Type};
+use syn::{FnArg, ItemFn, LitStr, ReturnType, Type};
 
 use crate::attr::{self, AttrArgs};
 use crate::check;
@@ -101,10 +101,18 @@ fn generate(kind: Kind, args: &AttrArgs, item: ItemFn) -> TokenStream {
         ReturnType::Type(_, ty) => quote!(#ty),
     };
     let checks = checks(kind, krate, &types, &sig.output);
-    let method = kind.method();
-    let event = args.name.iter();
+    // Spanned at the function's name: a handler that does not type-check is reported there.
+    let method = Ident::new(kind.name(), name.span());
+    let handler = Ident::new(INNER, name.span());
+    // A missing or malformed event name was reported; "" keeps the expansion well-typed.
+    let event = kind.takes_event().then(|| {
+        args.name
+            .clone()
+            .unwrap_or_else(|| LitStr::new("", name.span()))
+    });
+    let event = event.iter();
     let register = quote_spanned! {name.span()=>
-        ns.#method(#(#event,)* #name::#inner)
+        ns.#method(#(#event,)* #name::#handler)
     };
     let params: Vec<Ident> = (0..types.len()).map(|i| format_ident!("arg{i}")).collect();
     let private = quote!(#krate::__private);

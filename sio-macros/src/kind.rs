@@ -55,11 +55,6 @@ impl Kind {
         matches!(self, Kind::On | Kind::OnServerEvent)
     }
 
-    /// The `Namespace` builder method.
-    pub(crate) fn method(self) -> Ident {
-        Ident::new(self.name(), Span::call_site())
-    }
-
     /// Whether a namespace keeps one handler of this kind, a second replacing the first.
     pub(crate) fn is_single(self) -> bool {
         !matches!(self, Kind::On | Kind::OnServerEvent | Kind::Middleware)

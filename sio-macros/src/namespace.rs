@@ -45,6 +45,15 @@ pub(crate) fn namespace(attr: TokenStream, item: TokenStream) -> TokenStream {
     };
     let found = handlers(items);
     conflicts(&mut cx, &found);
+    // A handler's own name is checked when it expands; here, the names of the others.
+    for handler in &found {
+        let others: Vec<&syn::Ident> = found
+            .iter()
+            .map(|other| &other.item.sig.ident)
+            .filter(|other| **other != handler.item.sig.ident)
+            .collect();
+        check::bindings_named_like(&mut cx, handler.item, &others);
+    }
 
     let krate = &args.krate;
     let path = args
