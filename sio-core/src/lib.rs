@@ -6,6 +6,9 @@
 //! - [`SocketIo`]: the server; [`Namespace`]: handlers for events, connections and
 //!   disconnections; [`SocketRef`]: a connected client; [`BroadcastOperators`]: emits to rooms.
 //! - [`extract`]: what handlers take as arguments ([`Data`], [`AckSender`], [`Bin`]...).
+//! - [`on`], [`on_connect`], [`namespace`](macro@namespace)... (feature `macros`, on by
+//!   default): handlers written as annotated `async fn`s, registered with
+//!   [`Namespace::service`].
 //! - [`engine`]: the Engine.IO layer (sessions, long-polling, WebSocket, upgrades, heartbeats),
 //!   usable on its own as a bare Engine.IO server.
 //! - [`parser`]: the Socket.IO packet codec.
