@@ -240,3 +240,26 @@ pub(crate) fn run<O: Send + 'static>(mut fut: BoxFuture<O>, done: impl FnOnce(O)
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::HandlerResult;
+
+    #[test]
+    fn only_ok_values_other_than_unit_answer_the_ack() {
+        assert_eq!(().into_reply(), Ok(None));
+        assert_eq!(Ok::<(), String>(()).into_reply(), Ok(None));
+        assert_eq!(Ok::<i64, String>(3).into_reply(), Ok(Some(vec![json!(3)])));
+        // A tuple is an argument list, as for `emit` and `AckSender::send`.
+        assert_eq!(
+            Ok::<_, String>((1, "a")).into_reply(),
+            Ok(Some(vec![json!(1), json!("a")]))
+        );
+        assert_eq!(
+            Err::<i64, _>("overflow").into_reply(),
+            Err("overflow".to_owned())
+        );
+    }
+}

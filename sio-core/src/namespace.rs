@@ -108,8 +108,8 @@ impl Namespace {
         self
     }
 
-    /// Handles every event, before its own handler (`socket.onAny(...)`); take [`Event`]
-    /// (crate::Event) to know which one.
+    /// Handles every event, before its own handler (`socket.onAny(...)`); take
+    /// [`Event`](crate::Event) to know which one.
     pub fn on_any<H, T>(mut self, handler: H) -> Self
     where
         H: Handler<T>,
@@ -694,5 +694,52 @@ fn call(handler: &EventHandler, mut ctx: Context, what: &str) {
 impl RequestHandler for Nsp {
     fn handle(&self, request: ClusterRequest) -> HandlerFuture {
         self.handle_local(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::extract::{Data, State};
+
+    fn nsp(ns: Namespace) -> Arc<Nsp> {
+        let (path, handlers) = ns.into_parts();
+        Nsp::new(path, handlers, Arc::default())
+    }
+
+    async fn server_event(nsp: &Nsp, event: &str) -> ClusterResponse {
+        nsp.handle_local(ClusterRequest::ServerSideEmit {
+            args: vec![json!(event), json!(20)],
+            ack: true,
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_server_event_handler_answers_with_its_return_value() {
+        let nsp = nsp(Namespace::new("/")
+            .on_server_event("double", |Data(n): Data<i64>| async move {
+                Ok::<_, String>(n * 2)
+            })
+            .on_server_event("fail", || async { Err::<(), _>("no") })
+            .on_server_event("state", |_: State<u8>| async { Ok::<_, String>(1) }));
+        let answer = |args| {
+            ClusterResponse::Acks(vec![AckResponse {
+                args,
+                attachments: vec![],
+            }])
+        };
+        assert_eq!(server_event(&nsp, "double").await, answer(vec![json!(40)]));
+        assert_eq!(
+            server_event(&nsp, "fail").await,
+            answer(vec![json!({"error": "no"})])
+        );
+        // A handler that is not called (no such state) answers nothing.
+        assert_eq!(
+            server_event(&nsp, "state").await,
+            ClusterResponse::Acks(vec![])
+        );
     }
 }
