@@ -75,7 +75,8 @@ fn generate(kind: Kind, args: &AttrArgs, item: ItemFn) -> TokenStream {
     let inner = Ident::new(INNER, Span::call_site());
     sig.ident = inner.clone();
 
-    // Docs and deprecation describe the struct users see; `cfg` must remove every item; the
+    // Docs and deprecation describe the struct users see (the impls allow its deprecation: a
+    // warning belongs where the user names the handler, not where the macro does); `cfg` must remove every item; the
     // other attributes (`allow`, `tracing::instrument`...) belong to the function.
     let is = |attr: &syn::Attribute, names: &[&str]| names.iter().any(|n| attr.path().is_ident(n));
     let cfgs: Vec<_> = attrs.iter().filter(|a| is(a, &["cfg"])).collect();
@@ -88,6 +89,12 @@ fn generate(kind: Kind, args: &AttrArgs, item: ItemFn) -> TokenStream {
         .filter(|a| !is(a, &["doc", "deprecated"]))
         .collect();
 
+    // Like rustc inside a deprecated item: the body of a deprecated handler does not warn about
+    // deprecated items (the impl names the struct, which would warn otherwise).
+    let inside_deprecated = attrs
+        .iter()
+        .any(|a| is(a, &["deprecated"]))
+        .then(|| quote!(#[allow(deprecated)]));
     let types: Vec<&Type> = sig
         .inputs
         .iter()
@@ -124,6 +131,7 @@ fn generate(kind: Kind, args: &AttrArgs, item: ItemFn) -> TokenStream {
         #vis struct #name;
 
         #(#cfgs)*
+        #inside_deprecated
         impl #name {
             #[doc(hidden)]
             #(#fn_attrs)*
@@ -131,6 +139,7 @@ fn generate(kind: Kind, args: &AttrArgs, item: ItemFn) -> TokenStream {
         }
 
         #(#cfgs)*
+        #[allow(deprecated)]
         impl #krate::HandlerService for #name {
             fn register(self, ns: #krate::Namespace) -> #krate::Namespace {
                 #checks
@@ -139,6 +148,7 @@ fn generate(kind: Kind, args: &AttrArgs, item: ItemFn) -> TokenStream {
         }
 
         #(#cfgs)*
+        #[allow(deprecated)]
         impl #private::Deref for #name {
             type Target = fn(#(#types),*) -> #private::Pin<
                 #private::Box<dyn #private::Future<Output = #output> + ::core::marker::Send>,

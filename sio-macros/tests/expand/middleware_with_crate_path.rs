@@ -7,6 +7,7 @@ impl auth {
         if token.is_empty() { Err(ConnectError::new("no token")) } else { Ok(()) }
     }
 }
+#[allow(deprecated)]
 impl my_app::sio::HandlerService for auth {
     fn register(self, ns: my_app::sio::Namespace) -> my_app::sio::Namespace {
         my_app::sio::__private::assert_extractor::<Auth<String>>();
@@ -14,6 +15,7 @@ impl my_app::sio::HandlerService for auth {
         ns.middleware(auth::__sio_handler)
     }
 }
+#[allow(deprecated)]
 impl my_app::sio::__private::Deref for auth {
     type Target = fn(
         Auth<String>,

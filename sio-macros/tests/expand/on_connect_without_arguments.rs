@@ -6,11 +6,13 @@ impl hello {
     #[allow(unused_variables)]
     async fn __sio_handler() {}
 }
+#[allow(deprecated)]
 impl ::sio_core::HandlerService for hello {
     fn register(self, ns: ::sio_core::Namespace) -> ::sio_core::Namespace {
         ns.on_connect(hello::__sio_handler)
     }
 }
+#[allow(deprecated)]
 impl ::sio_core::__private::Deref for hello {
     type Target = fn() -> ::sio_core::__private::Pin<
         ::sio_core::__private::Box<

@@ -12,6 +12,7 @@ impl chat {
         Ok(msg.text.len())
     }
 }
+#[allow(deprecated)]
 impl ::sio_core::HandlerService for chat {
     fn register(self, ns: ::sio_core::Namespace) -> ::sio_core::Namespace {
         ::sio_core::__private::assert_extractor::<SocketRef>();
@@ -20,6 +21,7 @@ impl ::sio_core::HandlerService for chat {
         ns.on("chat", chat::__sio_handler)
     }
 }
+#[allow(deprecated)]
 impl ::sio_core::__private::Deref for chat {
     type Target = fn(
         SocketRef,
