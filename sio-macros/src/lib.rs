@@ -57,6 +57,9 @@
 //! event name; a missing, extra or unknown attribute argument; a duplicate attribute; an
 //! argument that is not an extractor (pointed at its type); an extractor this kind of handler
 //! never gets (`DisconnectReason` in `#[on]`); two extractors that take the same thing.
+//!
+//! To see an expansion, build with `SIO_MACROS_DEBUG=1`: each expansion is printed to stderr
+//! (touch the file first, since cargo does not rebuild for an environment variable).
 
 mod attr;
 mod check;
@@ -70,6 +73,15 @@ mod snapshots;
 use proc_macro::TokenStream;
 
 use crate::kind::Kind;
+
+/// Hands the expansion to the compiler, printing it first when `SIO_MACROS_DEBUG` is set (as
+/// axum does with `AXUM_MACROS_DEBUG`): the quickest way to see what a handler became.
+fn debug(expanded: proc_macro2::TokenStream) -> TokenStream {
+    if std::env::var_os("SIO_MACROS_DEBUG").is_some() {
+        eprintln!("{expanded}");
+    }
+    expanded.into()
+}
 
 /// Handles a client event: `socket.on("event", ...)`.
 ///
@@ -102,7 +114,7 @@ use crate::kind::Kind;
 /// ```
 #[proc_macro_attribute]
 pub fn on(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand::handler(Kind::On, attr.into(), item.into()).into()
+    debug(expand::handler(Kind::On, attr.into(), item.into()))
 }
 
 /// Handles every client event, before its own handler: `socket.onAny(...)`.
@@ -126,7 +138,7 @@ pub fn on(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn on_any(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand::handler(Kind::OnAny, attr.into(), item.into()).into()
+    debug(expand::handler(Kind::OnAny, attr.into(), item.into()))
 }
 
 /// Runs when a socket has connected: `io.on("connection", ...)`.
@@ -152,7 +164,7 @@ pub fn on_any(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn on_connect(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand::handler(Kind::OnConnect, attr.into(), item.into()).into()
+    debug(expand::handler(Kind::OnConnect, attr.into(), item.into()))
 }
 
 /// Runs when a socket has disconnected; take `DisconnectReason` to know why.
@@ -172,7 +184,11 @@ pub fn on_connect(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn on_disconnect(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand::handler(Kind::OnDisconnect, attr.into(), item.into()).into()
+    debug(expand::handler(
+        Kind::OnDisconnect,
+        attr.into(),
+        item.into(),
+    ))
 }
 
 /// Runs when a socket is about to disconnect, while it is still in its rooms (Node's
@@ -195,7 +211,11 @@ pub fn on_disconnect(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn on_disconnecting(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand::handler(Kind::OnDisconnecting, attr.into(), item.into()).into()
+    debug(expand::handler(
+        Kind::OnDisconnecting,
+        attr.into(),
+        item.into(),
+    ))
 }
 
 /// Handles an event another node of the cluster sent with `SocketIo::server_side_emit`.
@@ -220,7 +240,11 @@ pub fn on_disconnecting(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn on_server_event(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand::handler(Kind::OnServerEvent, attr.into(), item.into()).into()
+    debug(expand::handler(
+        Kind::OnServerEvent,
+        attr.into(),
+        item.into(),
+    ))
 }
 
 /// Runs before a socket connects (`namespace.use(...)`), in the order registered; returning an
@@ -257,7 +281,7 @@ pub fn on_server_event(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn middleware(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand::handler(Kind::Middleware, attr.into(), item.into()).into()
+    debug(expand::handler(Kind::Middleware, attr.into(), item.into()))
 }
 
 /// Groups the handlers of a module into one namespace: adds `namespace()` to the module,
@@ -294,5 +318,5 @@ pub fn middleware(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn namespace(attr: TokenStream, item: TokenStream) -> TokenStream {
-    namespace::namespace(attr.into(), item.into()).into()
+    debug(namespace::namespace(attr.into(), item.into()))
 }
