@@ -65,15 +65,21 @@ impl AckSender {
     }
 
     /// Sends the answer; `data` becomes the ack's arguments (see [`Args`](crate::Args)).
+    /// An ack is answered once: after the first answer (this one, or the handler's return
+    /// value), others are dropped.
     pub fn send<T: Serialize + ?Sized>(self, data: &T) -> Result<(), EmitError> {
         let args = crate::emit::with_placeholders(to_args(data)?, &self.attachments);
+        self.answer(args)
+    }
+
+    /// Sends `args` as the answer, unless the ack was answered already.
+    pub(crate) fn answer(self, args: Vec<Value>) -> Result<(), EmitError> {
+        if !self.is_expected() || self.sent.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
         match self.to {
-            AckTarget::Client(socket, Some(id)) => {
-                self.sent.store(true, Ordering::Release);
-                send_ack(&socket, id, args, self.attachments)
-            }
+            AckTarget::Client(socket, Some(id)) => send_ack(&socket, id, args, self.attachments),
             AckTarget::Server(Some(tx)) => {
-                self.sent.store(true, Ordering::Release);
                 let _ = tx.send(AckResponse {
                     args,
                     attachments: self.attachments,

@@ -5,13 +5,16 @@
 //! [`Handler`]. There is no macro magic: each argument is extracted from the event, then the
 //! function is called.
 
+use std::any::TypeId;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::FutureExt as _;
+use serde::Serialize;
 
+use crate::args::to_args;
 use crate::extract::{Context, ExtractError, FromContext};
 
 /// A boxed, sendable future.
@@ -77,22 +80,55 @@ impl_handler!(
     T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14, T15, T16
 );
 
-/// What an event, connect or disconnect handler may return: nothing, or a `Result` whose error
-/// is logged (target `sio::handler`).
+/// What an event, connect or disconnect handler may return: nothing, or a `Result`.
+///
+/// - `()` and `Ok(())` answer nothing: the handler may still answer with an
+///   [`AckSender`](crate::AckSender), now or later.
+/// - `Ok(value)` answers the client's ack with `value` (as [`AckSender::send`](crate::AckSender::send)
+///   would), when the client asked for one and the handler did not answer already; without an
+///   ack request it is dropped (fire-and-forget).
+/// - `Err(err)` is logged (target `sio::handler`) and answers a pending ack with one argument,
+///   `{"error": "<err>"}`.
+///
+/// ```
+/// use sio_core::{Data, Namespace};
+///
+/// // `socket.emitWithAck("add", 1, 2)` gets 3; `("add", 1, "x")` gets {"error": ...}.
+/// let ns = Namespace::new("/").on("add", |Data((a, b)): Data<(i64, i64)>| async move {
+///     a.checked_add(b).ok_or("overflow")
+/// });
+/// # let _ = ns;
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned by a sio handler",
+    note = "a handler returns `()` or `Result<T, E>` where `T: Serialize` is the ack's answer (`()` answers nothing) and `E: Display` is sent as `{{\"error\": ...}}`"
+)]
 pub trait HandlerResult: Send + 'static {
-    /// The error to log, if any.
-    fn into_error(self) -> Option<String>;
+    /// The ack's arguments (`None`: no answer), or the error to log and answer.
+    fn into_reply(self) -> Result<Option<Vec<serde_json::Value>>, String>;
 }
 
 impl HandlerResult for () {
-    fn into_error(self) -> Option<String> {
-        None
+    fn into_reply(self) -> Result<Option<Vec<serde_json::Value>>, String> {
+        Ok(None)
     }
 }
 
-impl<E: fmt::Display + Send + 'static> HandlerResult for Result<(), E> {
-    fn into_error(self) -> Option<String> {
-        self.err().map(|e| e.to_string())
+impl<T, E> HandlerResult for Result<T, E>
+where
+    T: Serialize + Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
+    fn into_reply(self) -> Result<Option<Vec<serde_json::Value>>, String> {
+        let value = self.map_err(|e| e.to_string())?;
+        // `Ok(())` keeps meaning "no answer from the return value", as before acks could be
+        // returned: a handler that moved its AckSender into a task answers later.
+        if TypeId::of::<T>() == TypeId::of::<()>() {
+            return Ok(None);
+        }
+        to_args(&value)
+            .map(Some)
+            .map_err(|err| format!("cannot serialize the ack: {err}"))
     }
 }
 
@@ -162,6 +198,10 @@ impl From<String> for ConnectError {
 }
 
 /// What a middleware returns: `Ok(())` lets the connection through, an error refuses it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned by a sio middleware",
+    note = "a middleware returns `Result<(), E>` where `E: Into<ConnectError>` (a `ConnectError`, `String` or `&str`)"
+)]
 pub trait MiddlewareResult: Send + 'static {
     /// The refusal, if any.
     fn into_refusal(self) -> Option<ConnectError>;
@@ -198,5 +238,28 @@ pub(crate) fn run<O: Send + 'static>(mut fut: BoxFuture<O>, done: impl FnOnce(O)
         None => {
             tokio::spawn(async move { done(fut.await) });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::HandlerResult;
+
+    #[test]
+    fn only_ok_values_other_than_unit_answer_the_ack() {
+        assert_eq!(().into_reply(), Ok(None));
+        assert_eq!(Ok::<(), String>(()).into_reply(), Ok(None));
+        assert_eq!(Ok::<i64, String>(3).into_reply(), Ok(Some(vec![json!(3)])));
+        // A tuple is an argument list, as for `emit` and `AckSender::send`.
+        assert_eq!(
+            Ok::<_, String>((1, "a")).into_reply(),
+            Ok(Some(vec![json!(1), json!("a")]))
+        );
+        assert_eq!(
+            Err::<i64, _>("overflow").into_reply(),
+            Err("overflow".to_owned())
+        );
     }
 }

@@ -6,6 +6,9 @@
 //! - [`SocketIo`]: the server; [`Namespace`]: handlers for events, connections and
 //!   disconnections; [`SocketRef`]: a connected client; [`BroadcastOperators`]: emits to rooms.
 //! - [`extract`]: what handlers take as arguments ([`Data`], [`AckSender`], [`Bin`]...).
+//! - [`on`], [`on_connect`], [`namespace`](macro@namespace)... (feature `macros`, on by
+//!   default): handlers written as annotated `async fn`s, registered with
+//!   [`Namespace::service`].
 //! - [`engine`]: the Engine.IO layer (sessions, long-polling, WebSocket, upgrades, heartbeats),
 //!   usable on its own as a bare Engine.IO server.
 //! - [`parser`]: the Socket.IO packet codec.
@@ -63,12 +66,40 @@ pub use extensions::Extensions;
 pub use extract::{Auth, Bin, Data, Event, State, TryData};
 pub use handler::{ConnectError, Handler, HandlerResult, MiddlewareResult};
 pub use io::{SocketIo, SocketIoBuilder, SocketIoConfig};
-pub use namespace::Namespace;
+pub use namespace::{HandlerService, Namespace};
 pub use operators::{BroadcastOperators, RoomParam};
 pub use recovery::RecoveryConfig;
 pub use socket::{DisconnectReason, Handshake, Socket, SocketEmit, SocketRef};
 
+// The attribute macros, so that users depend on sio-core alone (as tokio re-exports
+// tokio-macros); the `macros` feature is on by default.
+#[cfg(feature = "macros")]
+pub use sio_macros::{
+    middleware, namespace, on, on_any, on_connect, on_disconnect, on_disconnecting, on_server_event,
+};
+
+/// What the expansions of sio-macros call; not a public API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::args::to_args;
+    pub use crate::namespace::EventDispatch;
+    pub use std::boxed::Box;
+    pub use std::future::Future;
+    pub use std::ops::Deref;
+    pub use std::pin::Pin;
+
+    use crate::extract::FromContext;
+    use crate::handler::{HandlerResult, MiddlewareResult};
+
+    // The three checks below are called by expansions with the span of one argument or of the
+    // return type, so that a type error points at that type instead of at the attribute.
+
+    /// Compiles only when `T` is an extractor.
+    pub fn assert_extractor<T: FromContext>() {}
+
+    /// Compiles only when `T` can be returned by an event, connect or disconnect handler.
+    pub fn assert_handler_result<T: HandlerResult>() {}
+
+    /// Compiles only when `T` can be returned by a middleware.
+    pub fn assert_middleware_result<T: MiddlewareResult>() {}
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use serde_json::Value;
 
-use crate::ack::{AckError, AckResponse, send_ack};
+use crate::ack::{AckError, AckResponse, AckSender, AckTarget};
 use crate::adapter::{
     AckStream, AdapterError, Backend, BroadcastOptions, ClusterRequest, ClusterResponse,
     HandlerFuture, LocalAdapter, RequestHandler,
@@ -51,7 +51,8 @@ pub struct Namespace {
     handlers: Handlers,
 }
 
-type EventHandler = Erased<Option<String>>;
+/// An event handler: its reply is the ack's answer, or an error (see [`HandlerResult`]).
+pub(crate) type EventHandler = Erased<Result<Option<Vec<Value>>, String>>;
 
 #[derive(Clone, Default)]
 pub(crate) struct Handlers {
@@ -104,19 +105,19 @@ impl Namespace {
     {
         self.handlers
             .events
-            .insert(event.into(), erase(handler, HandlerResult::into_error));
+            .insert(event.into(), erase(handler, HandlerResult::into_reply));
         self
     }
 
-    /// Handles every event, before its own handler (`socket.onAny(...)`); take [`Event`]
-    /// (crate::Event) to know which one.
+    /// Handles every event, before its own handler (`socket.onAny(...)`); take
+    /// [`Event`](crate::Event) to know which one.
     pub fn on_any<H, T>(mut self, handler: H) -> Self
     where
         H: Handler<T>,
         T: 'static,
         <H::Future as Future>::Output: HandlerResult,
     {
-        self.handlers.any = Some(erase(handler, HandlerResult::into_error));
+        self.handlers.any = Some(erase(handler, HandlerResult::into_reply));
         self
     }
 
@@ -128,7 +129,7 @@ impl Namespace {
         T: 'static,
         <H::Future as Future>::Output: HandlerResult,
     {
-        self.handlers.connect = Some(erase(handler, HandlerResult::into_error));
+        self.handlers.connect = Some(erase(handler, HandlerResult::into_reply));
         self
     }
 
@@ -139,7 +140,7 @@ impl Namespace {
         T: 'static,
         <H::Future as Future>::Output: HandlerResult,
     {
-        self.handlers.disconnect = Some(erase(handler, HandlerResult::into_error));
+        self.handlers.disconnect = Some(erase(handler, HandlerResult::into_reply));
         self
     }
 
@@ -152,7 +153,7 @@ impl Namespace {
         T: 'static,
         <H::Future as Future>::Output: HandlerResult,
     {
-        self.handlers.disconnecting = Some(erase(handler, HandlerResult::into_error));
+        self.handlers.disconnecting = Some(erase(handler, HandlerResult::into_reply));
         self
     }
 
@@ -168,7 +169,7 @@ impl Namespace {
     {
         self.handlers
             .server_events
-            .insert(event.into(), erase(handler, HandlerResult::into_error));
+            .insert(event.into(), erase(handler, HandlerResult::into_reply));
         self
     }
 
@@ -199,8 +200,96 @@ impl Namespace {
         self
     }
 
+    /// Registers the handlers of `service`: a function annotated with one of the attribute
+    /// macros ([`on`](crate::on), [`on_connect`](crate::on_connect)...), the way actix-web's
+    /// `App::service` takes a `#[get]` function. The handler is stored exactly as if it had
+    /// been given to [`on`](Self::on) and the others.
+    ///
+    /// ```
+    /// use sio_core::{AckSender, Data, Namespace, on};
+    ///
+    /// #[on("add")]
+    /// async fn add(Data((a, b)): Data<(i64, i64)>, ack: AckSender) {
+    ///     let _ = ack.send(&(a + b));
+    /// }
+    ///
+    /// let ns = Namespace::new("/").service(add);
+    /// # let _ = ns;
+    /// ```
+    pub fn service(self, service: impl HandlerService) -> Self {
+        service.register(self)
+    }
+
     pub(crate) fn into_parts(self) -> (String, Arc<Handlers>) {
         (self.path, Arc::new(self.handlers))
+    }
+}
+
+/// Something that registers handlers on a [`Namespace`], given to [`Namespace::service`].
+///
+/// The attribute macros ([`on`](crate::on), [`on_connect`](crate::on_connect)...) implement it
+/// for the unit struct they generate in place of the function; implementing it by hand lets a
+/// library hand out a reusable group of handlers.
+///
+/// ```
+/// use sio_core::{HandlerService, Namespace, SocketRef};
+///
+/// /// Says hello to every socket that connects.
+/// struct Greeter;
+///
+/// impl HandlerService for Greeter {
+///     fn register(self, ns: Namespace) -> Namespace {
+///         ns.on_connect(|socket: SocketRef| async move {
+///             let _ = socket.emit("hello", "world");
+///         })
+///     }
+/// }
+///
+/// let ns = Namespace::new("/").service(Greeter);
+/// # let _ = ns;
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be registered with `Namespace::service`",
+    note = "annotate the handler function with a sio attribute: `#[on(\"event\")]`, `#[on_connect]`, `#[on_disconnect]`, `#[on_any]`, `#[middleware]`..."
+)]
+pub trait HandlerService {
+    /// Adds the handlers to `ns`.
+    fn register(self, ns: Namespace) -> Namespace;
+}
+
+/// Runs a namespace's event handlers without a connection (benchmarks): the same lookup,
+/// extraction and call as for a client's event, in a context without a socket.
+#[doc(hidden)]
+pub struct EventDispatch {
+    handlers: Arc<Handlers>,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for EventDispatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventDispatch").finish_non_exhaustive()
+    }
+}
+
+impl EventDispatch {
+    /// The handlers of `ns`, with default server settings.
+    pub fn new(ns: Namespace) -> Self {
+        EventDispatch {
+            handlers: ns.into_parts().1,
+            shared: Arc::default(),
+        }
+    }
+
+    /// Calls the handler of `event` with `args`; false when there is none.
+    pub fn dispatch(&self, event: &str, args: Vec<Value>) -> bool {
+        let Some(handler) = self.handlers.events.get(event) else {
+            return false;
+        };
+        let mut ctx = Context::server(self.shared.clone());
+        ctx.event = Some(event.to_owned());
+        ctx.args = Some(args);
+        call(handler, ctx, event);
+        true
     }
 }
 
@@ -565,27 +654,37 @@ fn connect_context(socket: &SocketRef) -> Context {
 }
 
 /// Calls a handler, logging a rejected argument or a returned error.
-/// A handler that returns an error while its client waits for an ack it did not send gets
-/// that ack answered with one argument, `{"error": "<the error>"}`.
+///
+/// What the handler returns answers the ack its caller waits for, unless the handler's
+/// [`AckSender`] answered it already: `Ok(value)` as `value`, an error as one argument,
+/// `{"error": "<the error>"}`.
 fn call(handler: &EventHandler, mut ctx: Context, what: &str) {
     let socket = ctx
         .socket
         .as_ref()
         .map_or_else(|| "server".to_owned(), |s| s.id().to_string());
-    let pending_ack = ctx.socket.clone().zip(ctx.ack_id);
-    let acked = ctx.acked.clone();
+    // Read before the call: a handler's AckSender takes the ack id out of the context.
+    let client_ack = ctx.socket.clone().map(|s| AckTarget::Client(s, ctx.ack_id));
     match handler(&mut ctx) {
         Ok(fut) => {
+            // After the call: a server-side event's answer channel is still here unless the
+            // handler's AckSender took it.
+            let target = client_ack.unwrap_or_else(|| AckTarget::Server(ctx.server_ack.take()));
+            let reply_to = AckSender::new(target, ctx.acked.clone());
             let what = what.to_owned();
-            run(fut, move |err| {
-                let Some(err) = err else { return };
-                tracing::warn!(target: "sio::handler", %socket, handler = %what, %err, "handler failed");
-                if let Some((socket, id)) = pending_ack
-                    && !acked.swap(true, Ordering::AcqRel)
-                {
-                    let mut error = serde_json::Map::new();
-                    error.insert("error".into(), Value::String(err));
-                    let _ = send_ack(&socket, id, vec![Value::Object(error)], Vec::new());
+            run(fut, move |reply| {
+                let args = match reply {
+                    Ok(Some(args)) => args,
+                    Ok(None) => return,
+                    Err(err) => {
+                        tracing::warn!(target: "sio::handler", %socket, handler = %what, %err, "handler failed");
+                        let mut error = serde_json::Map::new();
+                        error.insert("error".into(), Value::String(err));
+                        vec![Value::Object(error)]
+                    }
+                };
+                if let Err(err) = reply_to.answer(args) {
+                    tracing::debug!(%socket, handler = %what, %err, "cannot send the ack");
                 }
             });
         }
@@ -620,5 +719,52 @@ impl RequestHandler for Nsp {
                     .filter_map(|ack| std::future::ready(ack.ok())),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::extract::{Data, State};
+
+    fn nsp(ns: Namespace) -> Arc<Nsp> {
+        let (path, handlers) = ns.into_parts();
+        Nsp::new(path, handlers, Arc::default())
+    }
+
+    async fn server_event(nsp: &Nsp, event: &str) -> ClusterResponse {
+        nsp.handle_local(ClusterRequest::ServerSideEmit {
+            args: vec![json!(event), json!(20)],
+            ack: true,
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_server_event_handler_answers_with_its_return_value() {
+        let nsp = nsp(Namespace::new("/")
+            .on_server_event("double", |Data(n): Data<i64>| async move {
+                Ok::<_, String>(n * 2)
+            })
+            .on_server_event("fail", || async { Err::<(), _>("no") })
+            .on_server_event("state", |_: State<u8>| async { Ok::<_, String>(1) }));
+        let answer = |args| {
+            ClusterResponse::Acks(vec![AckResponse {
+                args,
+                attachments: vec![],
+            }])
+        };
+        assert_eq!(server_event(&nsp, "double").await, answer(vec![json!(40)]));
+        assert_eq!(
+            server_event(&nsp, "fail").await,
+            answer(vec![json!({"error": "no"})])
+        );
+        // A handler that is not called (no such state) answers nothing.
+        assert_eq!(
+            server_event(&nsp, "state").await,
+            ClusterResponse::Acks(vec![])
+        );
     }
 }

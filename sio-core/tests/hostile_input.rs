@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::{Ws, next_text, ws_open};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -43,33 +45,13 @@ fn server() -> String {
     format!("{addr}")
 }
 
-type Ws = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
-
 /// A WebSocket client connected to `/`, past the handshake.
 async fn ws_client(addr: &str) -> Ws {
-    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-    let (_, mut ws) = awc::Client::new().ws(url).connect().await.unwrap();
-    next_text(&mut ws).await; // open
+    let mut ws = ws_open(addr).await;
     ws.send(WsMessage::Text("40".into())).await.unwrap();
     let connect = next_text(&mut ws).await;
     assert!(connect.starts_with("40{\"sid\""), "{connect}");
     ws
-}
-
-async fn next_text(ws: &mut Ws) -> String {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("no frame within 5 s")
-            .expect("connection closed")
-            .unwrap();
-        match frame {
-            Frame::Text(text) if text == "2" => ws.send(WsMessage::Text("3".into())).await.unwrap(),
-            Frame::Text(text) => return String::from_utf8(text.to_vec()).unwrap(),
-            Frame::Ping(p) => ws.send(WsMessage::Pong(p)).await.unwrap(),
-            _ => {}
-        }
-    }
 }
 
 /// The bystander still gets an answer.

@@ -10,5 +10,8 @@ pub mod events {}
 #[doc = include_str!("../../src/rooms.md")]
 pub mod rooms {}
 
+#[doc = include_str!("../../src/macros.md")]
+pub mod macros {}
+
 #[doc = include_str!("../../src/scaling.md")]
 pub mod scaling {}

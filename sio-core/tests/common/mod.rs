@@ -82,3 +82,34 @@ pub(crate) fn run_client(program: &Path, script: &Path, addr: SocketAddr, args: 
     );
     assert!(out.status.success(), "{} failed", script.display());
 }
+
+/// A raw Socket.IO client: a WebSocket speaking Engine.IO packets as text.
+pub(crate) type Ws = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+
+/// A WebSocket session with the server at `addr`, past the Engine.IO open packet (no
+/// namespace connected yet).
+pub(crate) async fn ws_open(addr: &str) -> Ws {
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (_, mut ws) = awc::Client::new().ws(url).connect().await.unwrap();
+    next_text(&mut ws).await; // open
+    ws
+}
+
+/// The next text frame, answering pings on the way; fails after 5 s.
+pub(crate) async fn next_text(ws: &mut Ws) -> String {
+    use awc::ws::{Frame, Message};
+    use futures_util::{SinkExt as _, StreamExt as _};
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("no frame within 5 s")
+            .expect("connection closed")
+            .unwrap();
+        match frame {
+            Frame::Text(text) if text == "2" => ws.send(Message::Text("3".into())).await.unwrap(),
+            Frame::Text(text) => return String::from_utf8(text.to_vec()).unwrap(),
+            Frame::Ping(p) => ws.send(Message::Pong(p)).await.unwrap(),
+            _ => {}
+        }
+    }
+}

@@ -1,6 +1,9 @@
 //! Processes of the cluster tests: a private `redis-server`, cluster nodes and the checker.
 //! Every process is killed when its guard drops, whatever the test's outcome.
 
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

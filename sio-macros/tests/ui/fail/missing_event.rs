@@ -1,0 +1,6 @@
+use sio_core::on;
+
+#[on]
+async fn chat() {}
+
+fn main() {}

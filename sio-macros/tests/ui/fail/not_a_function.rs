@@ -1,0 +1,6 @@
+use sio_core::on;
+
+#[on("chat")]
+struct Chat;
+
+fn main() {}
