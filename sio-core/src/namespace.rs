@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::ack::{AckError, AckResponse, AckSender, AckTarget};
 use crate::adapter::{
     AckStream, AdapterError, Backend, BroadcastOptions, ClusterRequest, ClusterResponse,
-    HandlerFuture, LocalAdapter, RequestHandler,
+    HandlerFuture, LocalAdapter, RequestHandler, Room,
 };
 use crate::emit::frames;
 use crate::engine::Sid;
@@ -507,6 +507,26 @@ impl Nsp {
         }
     }
 
+    /// Adds a socket to rooms of this node's index.
+    pub(crate) fn join(&self, sid: Sid, rooms: Vec<Room>) {
+        let created = self.adapter.join(sid, rooms);
+        self.rooms_changed(&created, &[]);
+    }
+
+    /// Removes a socket from rooms of this node's index.
+    pub(crate) fn leave(&self, sid: Sid, rooms: Vec<Room>) {
+        let deleted = self.adapter.leave(sid, rooms);
+        self.rooms_changed(&[], &deleted);
+    }
+
+    fn rooms_changed(&self, created: &[Room], deleted: &[Room]) {
+        if let Some(backend) = &self.shared.backend
+            && !(created.is_empty() && deleted.is_empty())
+        {
+            backend.rooms_changed(&self.path, created, deleted);
+        }
+    }
+
     pub(crate) fn path(&self) -> &str {
         &self.path
     }
@@ -563,7 +583,7 @@ impl Nsp {
     pub(crate) fn add_socket(&self, socket: SocketRef) {
         socket.set_connected(true);
         self.write().insert(socket.id(), socket.clone());
-        self.adapter.join(socket.id(), [socket.id().to_string()]);
+        self.join(socket.id(), vec![socket.id().to_string()]);
         socket.conn().data.insert(self.path.clone(), socket.clone());
     }
 
@@ -594,7 +614,8 @@ impl Nsp {
                 rooms: self.adapter.rooms_of(socket.id()),
             });
         }
-        self.adapter.leave_all(socket.id());
+        let deleted = self.adapter.leave_all(socket.id());
+        self.rooms_changed(&[], &deleted);
         socket.conn().data.remove(&self.path);
         socket.drop_acks();
         tracing::debug!(socket = %socket.id(), ns = %self.path, %reason, "socket disconnected");

@@ -326,12 +326,12 @@ impl Socket {
 
     /// Joins rooms.
     pub fn join(&self, rooms: impl RoomParam) {
-        self.nsp.adapter().join(self.id, rooms.into_rooms());
+        self.nsp.join(self.id, rooms.into_rooms());
     }
 
     /// Leaves rooms.
     pub fn leave(&self, rooms: impl RoomParam) {
-        self.nsp.adapter().leave(self.id, rooms.into_rooms());
+        self.nsp.leave(self.id, rooms.into_rooms());
     }
 
     /// The rooms the socket is in (its own id's room included).

@@ -17,14 +17,18 @@ use std::time::Duration;
 use bb8_redis::RedisConnectionManager;
 use futures_util::StreamExt as _;
 use sio_core::{
-    AdapterError, Backend, BackendFuture, ClusterRequest, ClusterResponse, RequestHandler,
+    AdapterError, Backend, BackendFuture, ClusterRequest, ClusterResponse, RequestHandler, Room,
 };
 use tokio::sync::mpsc;
 
-use crate::classic::{Broadcast, ChannelKind, Channels, Envelope, Request, Response};
+use crate::classic::{self, ChannelKind};
+use crate::config::Mode;
 use crate::config::RedisConfig;
 use crate::error::Error;
+use crate::message::{Broadcast, Envelope, Request, Response};
+use crate::sharded;
 use crate::subscriber::{self, Subscriber, Subscription};
+use crate::wire::WireError;
 
 /// A sio cluster backend over Redis, wire-compatible with Node's `@socket.io/redis-adapter`
 /// (`createAdapter`, the classic protocol) and `@socket.io/redis-emitter`.
@@ -50,7 +54,7 @@ pub struct RedisAdapter {
 struct Inner {
     /// This node's id in the protocol (6 characters, as Node's).
     uid: String,
-    channels: Channels,
+    wire: Wire,
     pool: bb8_redis::bb8::Pool<RedisConnectionManager>,
     publisher: mpsc::Sender<(String, Vec<u8>)>,
     subscriber: Subscriber,
@@ -100,7 +104,10 @@ impl RedisAdapter {
         let (publisher, queue) = mpsc::channel(config.queue_size);
         let inner = Arc::new(Inner {
             uid: random_id(),
-            channels: Channels::new(config.key),
+            wire: match config.mode {
+                Mode::Classic => Wire::Classic(classic::Channels::new(config.key)),
+                Mode::Sharded => Wire::Sharded(sharded::Channels::new(config.key)),
+            },
             pool: pool.clone(),
             publisher,
             subscriber,
@@ -108,7 +115,8 @@ impl RedisAdapter {
             pending: Mutex::default(),
             stats: Counters::default(),
         });
-        tokio::spawn(publish_loop(pool, queue, Arc::downgrade(&inner)));
+        let command = inner.wire.publish_command();
+        tokio::spawn(publish_loop(pool, queue, command, Arc::downgrade(&inner)));
         tokio::spawn(receive_loop(received, Arc::downgrade(&inner)));
         Ok(RedisAdapter { inner })
     }
@@ -140,7 +148,7 @@ impl fmt::Debug for RedisAdapter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisAdapter")
             .field("uid", &self.inner.uid)
-            .field("channels", &self.inner.channels)
+            .field("wire", &self.inner.wire)
             .finish_non_exhaustive()
     }
 }
@@ -148,14 +156,28 @@ impl fmt::Debug for RedisAdapter {
 impl Backend for RedisAdapter {
     fn register(&self, ns: &str, handler: Weak<dyn RequestHandler>) {
         write(&self.inner.namespaces).insert(ns.to_owned(), handler);
-        // What a Node node subscribes to for a namespace.
-        let (channels, subscriber) = (&self.inner.channels, &self.inner.subscriber);
-        subscriber.subscribe(Subscription::Pattern(channels.broadcast_pattern(ns)));
-        subscriber.subscribe(Subscription::Channel(channels.request(ns)));
-        subscriber.subscribe(Subscription::Channel(channels.response(ns)));
-        subscriber.subscribe(Subscription::Channel(
-            channels.response_to(ns, &self.inner.uid),
-        ));
+        for subscription in self.inner.wire.subscriptions(ns, &self.inner.uid) {
+            self.inner.subscriber.subscribe(subscription);
+        }
+    }
+
+    fn rooms_changed(&self, ns: &str, created: &[Room], deleted: &[Room]) {
+        // Sharded pub/sub has no patterns: a node listens on the channel of each room it has,
+        // socket-id rooms too (Node sends to those of sio's 22-character ids by room channel).
+        if let Wire::Sharded(channels) = &self.inner.wire {
+            for room in created {
+                let channel = channels.room(ns, room);
+                self.inner
+                    .subscriber
+                    .subscribe(Subscription::Shard(channel));
+            }
+            for room in deleted {
+                let channel = channels.room(ns, room);
+                self.inner
+                    .subscriber
+                    .unsubscribe(Subscription::Shard(channel));
+            }
+        }
     }
 
     fn publish(&self, ns: &str, request: ClusterRequest) {
@@ -165,16 +187,15 @@ impl Backend for RedisAdapter {
                 packet,
                 opts,
                 volatile,
-            } => {
-                let channel = self.inner.channels.broadcast(ns, &opts);
-                let broadcast = Broadcast {
+            } => self.inner.wire.broadcast(
+                ns,
+                &Broadcast {
                     uid,
                     packet,
                     opts,
                     volatile,
-                };
-                (channel, broadcast.encode())
-            }
+                },
+            ),
             request => {
                 let Some(request) = to_wire(request, None) else {
                     return;
@@ -183,7 +204,7 @@ impl Backend for RedisAdapter {
                     uid: Some(uid),
                     request,
                 };
-                (self.inner.channels.request(ns), envelope.encode())
+                self.inner.wire.request(ns, &envelope)
             }
         };
         self.inner.send(channel, message);
@@ -215,13 +236,13 @@ impl Inner {
         }
     }
 
-    /// `PUBSUB NUMSUB` of the namespace's request channel: every node of the cluster (Node's
-    /// and sio's) subscribes to it, this one included.
+    /// The subscribers of a channel every node of the cluster (Node's and sio's) subscribes
+    /// to, this one included.
     async fn server_count(&self, ns: &str) -> Result<usize, AdapterError> {
         let mut conn = self.pool.get().await.map_err(unavailable)?;
-        let counts: Vec<(String, usize)> = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(self.channels.request(ns))
+        let counts: Vec<(String, usize)> = self
+            .wire
+            .count_command(ns)
             .query_async(&mut *conn)
             .await
             .map_err(unavailable)?;
@@ -251,7 +272,8 @@ impl Inner {
             request,
         };
         let is_broadcast = matches!(envelope.request, Request::BroadcastWithAck { .. });
-        self.send(self.channels.request(ns), envelope.encode());
+        let (channel, message) = self.wire.request(ns, &envelope);
+        self.send(channel, message);
 
         let mut gathered = Gathered::default();
         let deadline = tokio::time::Instant::now() + timeout;
@@ -271,38 +293,83 @@ impl Inner {
     /// Handles one message from the subscriber connection.
     fn receive(self: &Arc<Self>, channel: &str, payload: &[u8]) {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
-        let target = read(&self.namespaces).iter().find_map(|(ns, handler)| {
-            let kind = self.channels.kind(ns, channel)?;
-            Some((ns.clone(), kind, handler.clone()))
-        });
-        let Some((ns, kind, handler)) = target else {
-            return;
-        };
-        let result = match kind {
-            ChannelKind::Response => Response::decode(payload).map(|r| {
-                if let Some(response) = r {
-                    self.route(response);
-                }
-            }),
-            _ => {
-                let Some(handler) = handler.upgrade() else {
-                    return;
-                };
-                match kind {
-                    ChannelKind::Broadcast { .. } => {
-                        Broadcast::decode(payload).map(|b| self.apply_broadcast(&ns, &*handler, b))
-                    }
-                    _ => Envelope::decode(payload).map(|e| {
-                        if let Some(envelope) = e {
-                            self.apply_request(&ns, handler, envelope);
-                        }
-                    }),
-                }
-            }
+        let result = match &self.wire {
+            Wire::Classic(channels) => self.receive_classic(channels, channel, payload),
+            Wire::Sharded(_) => self.receive_sharded(payload),
         };
         if let Err(err) = result {
             tracing::debug!(target: "sio::redis", %channel, %err, "message skipped");
         }
+    }
+
+    /// Classic messages are told apart by their channel.
+    fn receive_classic(
+        self: &Arc<Self>,
+        channels: &classic::Channels,
+        channel: &str,
+        payload: &[u8],
+    ) -> Result<(), WireError> {
+        let target = read(&self.namespaces).iter().find_map(|(ns, handler)| {
+            let kind = channels.kind(ns, channel)?;
+            Some((ns.clone(), kind, handler.clone()))
+        });
+        let Some((ns, kind, handler)) = target else {
+            return Ok(());
+        };
+        if kind == ChannelKind::Response {
+            if let Some(response) = Response::decode(payload)? {
+                self.route(response);
+            }
+            return Ok(());
+        }
+        let Some(handler) = handler.upgrade() else {
+            return Ok(());
+        };
+        match kind {
+            ChannelKind::Broadcast { .. } => {
+                self.apply_broadcast(&ns, &*handler, Broadcast::decode(payload)?);
+            }
+            _ => {
+                if let Some(envelope) = Envelope::decode(payload)? {
+                    self.apply_request(&ns, handler, envelope);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sharded messages say what they are and which namespace they are for.
+    fn receive_sharded(self: &Arc<Self>, payload: &[u8]) -> Result<(), WireError> {
+        let Some(incoming) = sharded::decode(payload)? else {
+            return Ok(());
+        };
+        if incoming.uid == self.uid {
+            return Ok(());
+        }
+        if let sharded::Kind::Response(response) = incoming.message {
+            self.route(response);
+            return Ok(());
+        }
+        let handler = read(&self.namespaces)
+            .get(&incoming.nsp)
+            .and_then(Weak::upgrade);
+        let Some(handler) = handler else {
+            return Ok(());
+        };
+        match incoming.message {
+            sharded::Kind::Broadcast(broadcast) => {
+                self.apply_broadcast(&incoming.nsp, &*handler, broadcast);
+            }
+            sharded::Kind::Request(request) => {
+                let envelope = Envelope {
+                    uid: Some(incoming.uid),
+                    request,
+                };
+                self.apply_request(&incoming.nsp, handler, envelope);
+            }
+            sharded::Kind::Response(_) => {}
+        }
+        Ok(())
     }
 
     fn apply_broadcast(&self, ns: &str, handler: &dyn RequestHandler, broadcast: Broadcast) {
@@ -322,7 +389,17 @@ impl Inner {
         if e.uid.as_deref() == Some(self.uid.as_str()) {
             return;
         }
-        let response_channel = self.channels.response(ns);
+        let respond = {
+            let inner = self.clone();
+            let (ns, requester) = (ns.to_owned(), e.uid.clone());
+            move |response: Response| {
+                let (channel, message) =
+                    inner
+                        .wire
+                        .response(&ns, requester.as_deref(), &inner.uid, &response);
+                inner.send(channel, message);
+            }
+        };
         let request = match e.request {
             Request::SocketsJoin { opts, rooms } => ClusterRequest::SocketsJoin { opts, rooms },
             Request::SocketsLeave { opts, rooms } => ClusterRequest::SocketsLeave { opts, rooms },
@@ -331,14 +408,12 @@ impl Inner {
             }
             Request::FetchSockets { request_id, opts } => {
                 let answer = handler.handle(ClusterRequest::FetchSockets { opts });
-                let inner = self.clone();
                 tokio::spawn(async move {
                     if let ClusterResponse::Sockets(sockets) = answer.await {
-                        let response = Response::Sockets {
+                        respond(Response::Sockets {
                             request_id,
                             sockets,
-                        };
-                        inner.send(response_channel, response.encode());
+                        });
                     }
                 });
                 return;
@@ -349,13 +424,11 @@ impl Inner {
                 let Some(request_id) = request_id else {
                     return;
                 };
-                let inner = self.clone();
                 tokio::spawn(async move {
                     if let ClusterResponse::Acks(acks) = answer.await
                         && let Some(ack) = acks.into_iter().next()
                     {
-                        let response = Response::ServerSideEmit { request_id, ack };
-                        inner.send(response_channel, response.encode());
+                        respond(Response::ServerSideEmit { request_id, ack });
                     }
                 });
                 return;
@@ -368,19 +441,16 @@ impl Inner {
             } => {
                 let mut stream = handler.broadcast_with_ack(packet, opts, timeout);
                 // Node's requester waits for one count per node, even a count of zero.
-                let count = Response::ClientCount {
+                respond(Response::ClientCount {
                     request_id: request_id.clone(),
                     count: stream.count as u64,
-                };
-                self.send(response_channel.clone(), count.encode());
-                let inner = self.clone();
+                });
                 tokio::spawn(async move {
                     while let Some(ack) = stream.acks.next().await {
-                        let response = Response::BroadcastAck {
+                        respond(Response::BroadcastAck {
                             request_id: request_id.clone(),
                             ack,
-                        };
-                        inner.send(response_channel.clone(), response.encode());
+                        });
                     }
                 });
                 return;
@@ -393,6 +463,86 @@ impl Inner {
     fn route(&self, response: Response) {
         if let Some(waiting) = lock(&self.pending).get(response.request_id()) {
             let _ = waiting.send(response);
+        }
+    }
+}
+
+/// The protocol a node speaks on Redis: where each message goes and how it is written.
+#[derive(Debug)]
+enum Wire {
+    /// `@socket.io/redis-adapter`'s `createAdapter` (and the emitter).
+    Classic(classic::Channels),
+    /// `createShardedAdapter` with `subscriptionMode: "dynamic"`.
+    Sharded(sharded::Channels),
+}
+
+impl Wire {
+    fn publish_command(&self) -> &'static str {
+        match self {
+            Wire::Classic(_) => "PUBLISH",
+            Wire::Sharded(_) => "SPUBLISH",
+        }
+    }
+
+    /// What a Node node of the same protocol subscribes to for a namespace.
+    fn subscriptions(&self, ns: &str, uid: &str) -> Vec<Subscription> {
+        match self {
+            Wire::Classic(channels) => vec![
+                Subscription::Pattern(channels.broadcast_pattern(ns)),
+                Subscription::Channel(channels.request(ns)),
+                Subscription::Channel(channels.response(ns)),
+                Subscription::Channel(channels.response_to(ns, uid)),
+            ],
+            Wire::Sharded(channels) => vec![
+                Subscription::Shard(channels.main(ns)),
+                Subscription::Shard(channels.room(ns, uid)),
+            ],
+        }
+    }
+
+    /// Counts the nodes: the subscribers of a channel each node subscribes to once.
+    fn count_command(&self, ns: &str) -> redis::Cmd {
+        let mut cmd = redis::cmd("PUBSUB");
+        match self {
+            Wire::Classic(channels) => cmd.arg("NUMSUB").arg(channels.request(ns)),
+            Wire::Sharded(channels) => cmd.arg("SHARDNUMSUB").arg(channels.main(ns)),
+        };
+        cmd
+    }
+
+    fn broadcast(&self, ns: &str, broadcast: &Broadcast) -> (String, Vec<u8>) {
+        match self {
+            Wire::Classic(channels) => {
+                (channels.broadcast(ns, &broadcast.opts), broadcast.encode())
+            }
+            Wire::Sharded(channels) => (
+                channels.broadcast(ns, broadcast),
+                sharded::encode_broadcast(broadcast, ns),
+            ),
+        }
+    }
+
+    fn request(&self, ns: &str, envelope: &Envelope) -> (String, Vec<u8>) {
+        match self {
+            Wire::Classic(channels) => (channels.request(ns), envelope.encode()),
+            Wire::Sharded(channels) => (channels.main(ns), sharded::encode_request(envelope, ns)),
+        }
+    }
+
+    /// An answer of node `uid` to a request of node `requester`.
+    fn response(
+        &self,
+        ns: &str,
+        requester: Option<&str>,
+        uid: &str,
+        response: &Response,
+    ) -> (String, Vec<u8>) {
+        match self {
+            Wire::Classic(channels) => (channels.response(ns), response.encode()),
+            Wire::Sharded(channels) => (
+                channels.room(ns, requester.unwrap_or_default()),
+                sharded::encode_response(response, uid, ns),
+            ),
         }
     }
 }
@@ -493,6 +643,7 @@ impl Gathered {
 async fn publish_loop(
     pool: bb8_redis::bb8::Pool<RedisConnectionManager>,
     mut queue: mpsc::Receiver<(String, Vec<u8>)>,
+    command: &'static str,
     inner: Weak<Inner>,
 ) {
     let mut batch = Vec::new();
@@ -500,7 +651,7 @@ async fn publish_loop(
         let n = batch.len() as u64;
         let mut pipe = redis::pipe();
         for (channel, message) in batch.drain(..) {
-            pipe.publish(channel, message).ignore();
+            pipe.cmd(command).arg(channel).arg(message).ignore();
         }
         let result = match pool.get().await {
             Ok(mut conn) => pipe

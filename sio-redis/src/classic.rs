@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
-use sio_core::parser::Packet;
-use sio_core::{AckResponse, BroadcastOptions, RemoteSocket, Room};
+use sio_core::{BroadcastOptions, Room};
 
+use crate::message::{Broadcast, Envelope, Request, Response};
 use crate::wire::{
     self, Format, Message, WireError, ack_from_json, ack_to_json, opts_from_json, opts_to_json,
-    packet_from_json, packet_to_json, room_name, str_field,
+    packet_from_json, packet_to_json, room_name, socket_from_json, socket_to_json, str_field,
 };
 
 /// The request type codes of the classic protocol.
@@ -102,16 +102,6 @@ impl Channels {
     }
 }
 
-/// A broadcast as it travels between nodes.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Broadcast {
-    /// The sending node (`"emitter"` for `@socket.io/redis-emitter`).
-    pub(crate) uid: String,
-    pub(crate) packet: Packet,
-    pub(crate) opts: BroadcastOptions,
-    pub(crate) volatile: bool,
-}
-
 impl Broadcast {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let (packet, attachments) = packet_to_json(&self.packet);
@@ -143,45 +133,6 @@ impl Broadcast {
                 .unwrap_or(false),
         })
     }
-}
-
-/// A request on the request channel.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Request {
-    SocketsJoin {
-        opts: BroadcastOptions,
-        rooms: Vec<Room>,
-    },
-    SocketsLeave {
-        opts: BroadcastOptions,
-        rooms: Vec<Room>,
-    },
-    DisconnectSockets {
-        opts: BroadcastOptions,
-        close: bool,
-    },
-    FetchSockets {
-        request_id: String,
-        opts: BroadcastOptions,
-    },
-    /// `requestId` is present iff the sender waits for answers.
-    ServerSideEmit {
-        request_id: Option<String>,
-        args: Vec<Value>,
-    },
-    BroadcastWithAck {
-        request_id: String,
-        packet: Packet,
-        opts: BroadcastOptions,
-        timeout: Duration,
-    },
-}
-
-/// A request and who sent it (the emitter leaves `uid` out of types 2 to 4).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Envelope {
-    pub(crate) uid: Option<String>,
-    pub(crate) request: Request,
 }
 
 impl Envelope {
@@ -302,38 +253,7 @@ impl Envelope {
     }
 }
 
-/// An answer on a response channel.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Response {
-    /// The answer to a fetch (no `type` on the wire).
-    Sockets {
-        request_id: String,
-        sockets: Vec<RemoteSocket>,
-    },
-    /// One node's answer to a server-side emit with ack (its handler's first ack argument).
-    ServerSideEmit {
-        request_id: String,
-        ack: AckResponse,
-    },
-    /// How many clients one node sent a broadcast with acks to.
-    ClientCount { request_id: String, count: u64 },
-    /// One client's ack of a broadcast.
-    BroadcastAck {
-        request_id: String,
-        ack: AckResponse,
-    },
-}
-
 impl Response {
-    pub(crate) fn request_id(&self) -> &str {
-        match self {
-            Response::Sockets { request_id, .. }
-            | Response::ServerSideEmit { request_id, .. }
-            | Response::ClientCount { request_id, .. }
-            | Response::BroadcastAck { request_id, .. } => request_id,
-        }
-    }
-
     /// Encodes as Node does: JSON, except acks that carry binary and broadcast acks
     /// (MessagePack).
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -342,10 +262,7 @@ impl Response {
                 request_id,
                 sockets,
             } => {
-                let sockets: Vec<Value> = sockets
-                    .iter()
-                    .map(|s| json!({"id": s.id, "handshake": s.handshake, "rooms": s.rooms, "data": s.data}))
-                    .collect();
+                let sockets: Vec<Value> = sockets.iter().map(socket_to_json).collect();
                 let value = json!({"requestId": request_id, "sockets": sockets});
                 wire::encode(&value, &[], Format::Json)
             }
@@ -399,29 +316,12 @@ impl Response {
             None => match take("sockets") {
                 Some(Value::Array(sockets)) => Response::Sockets {
                     request_id,
-                    sockets: sockets.into_iter().filter_map(remote_socket).collect(),
+                    sockets: sockets.into_iter().filter_map(socket_from_json).collect(),
                 },
                 _ => return Ok(None),
             },
         }))
     }
-}
-
-/// A socket of a fetch answer (`{id, handshake, rooms, data}`); `None` without an id.
-fn remote_socket(mut value: Value) -> Option<RemoteSocket> {
-    let id = str_field(&value, "id")?.to_owned();
-    let rooms = value
-        .get("rooms")
-        .and_then(Value::as_array)
-        .map(|rooms| rooms.iter().filter_map(room_name).collect())
-        .unwrap_or_default();
-    let mut take = |key: &str| value.get_mut(key).map(Value::take).unwrap_or(Value::Null);
-    Some(RemoteSocket {
-        id,
-        rooms,
-        handshake: take("handshake"),
-        data: take("data"),
-    })
 }
 
 #[cfg(test)]

@@ -13,6 +13,14 @@ pub struct RedisConfig {
     pub(crate) url: String,
     pub(crate) key: String,
     pub(crate) queue_size: usize,
+    pub(crate) mode: Mode,
+}
+
+/// Which of Node's Redis adapters a node speaks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Classic,
+    Sharded,
 }
 
 impl RedisConfig {
@@ -23,6 +31,7 @@ impl RedisConfig {
             url: url.into(),
             key: "socket.io".into(),
             queue_size: 65_536,
+            mode: Mode::Classic,
         }
     }
 
@@ -30,6 +39,16 @@ impl RedisConfig {
     /// cluster must use the same.
     pub fn key(mut self, key: impl Into<String>) -> Self {
         self.key = key.into();
+        self
+    }
+
+    /// Speak the protocol of Node's `createShardedAdapter` (`subscriptionMode: "dynamic"`)
+    /// instead of `createAdapter`: sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`, Redis 7+), one
+    /// channel per room so a node only receives broadcasts to rooms it has. Every node of the
+    /// cluster must use the same protocol, and `@socket.io/redis-emitter` (and
+    /// [`Emitter`](crate::Emitter)) cannot reach such a cluster.
+    pub fn sharded(mut self) -> Self {
+        self.mode = Mode::Sharded;
         self
     }
 

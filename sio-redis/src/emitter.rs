@@ -9,9 +9,10 @@ use serde::Serialize;
 use sio_core::parser::{Packet, RESERVED_EVENTS};
 use sio_core::{BroadcastOptions, RoomParam};
 
-use crate::classic::{Broadcast, Channels, Envelope, Request};
+use crate::classic::Channels;
 use crate::config::RedisConfig;
 use crate::error::Error;
+use crate::message::{Broadcast, Envelope, Request};
 
 /// The uid every server knows the emitter by.
 const EMITTER_UID: &str = "emitter";

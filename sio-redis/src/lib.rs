@@ -41,7 +41,9 @@ mod classic;
 mod config;
 mod emitter;
 mod error;
+mod message;
 mod resp;
+mod sharded;
 mod subscriber;
 mod wire;
 

@@ -22,13 +22,19 @@ pub(crate) enum Subscription {
     Channel(String),
     /// `PSUBSCRIBE`
     Pattern(String),
+    /// `SSUBSCRIBE` (sharded pub/sub, Redis 7+)
+    Shard(String),
 }
 
 impl Subscription {
-    fn command(&self) -> Vec<u8> {
-        let (name, channel) = match self {
-            Subscription::Channel(c) => ("SUBSCRIBE", c),
-            Subscription::Pattern(p) => ("PSUBSCRIBE", p),
+    fn command(&self, subscribe: bool) -> Vec<u8> {
+        let (name, channel) = match (self, subscribe) {
+            (Subscription::Channel(c), true) => ("SUBSCRIBE", c),
+            (Subscription::Channel(c), false) => ("UNSUBSCRIBE", c),
+            (Subscription::Pattern(p), true) => ("PSUBSCRIBE", p),
+            (Subscription::Pattern(p), false) => ("PUNSUBSCRIBE", p),
+            (Subscription::Shard(c), true) => ("SSUBSCRIBE", c),
+            (Subscription::Shard(c), false) => ("SUNSUBSCRIBE", c),
         };
         redis::cmd(name).arg(channel).get_packed_command()
     }
@@ -36,6 +42,7 @@ impl Subscription {
 
 enum Command {
     Subscribe(Subscription),
+    Unsubscribe(Subscription),
     /// Answer once every subscription asked for before is confirmed.
     Confirmed(oneshot::Sender<()>),
 }
@@ -66,6 +73,10 @@ pub(crate) fn start(
 impl Subscriber {
     pub(crate) fn subscribe(&self, subscription: Subscription) {
         let _ = self.commands.send(Command::Subscribe(subscription));
+    }
+
+    pub(crate) fn unsubscribe(&self, subscription: Subscription) {
+        let _ = self.commands.send(Command::Unsubscribe(subscription));
     }
 
     /// Waits until Redis has confirmed every subscription asked for so far.
@@ -142,6 +153,9 @@ fn apply(
         Command::Subscribe(s) => {
             subscriptions.insert(s);
         }
+        Command::Unsubscribe(s) => {
+            subscriptions.remove(&s);
+        }
         Command::Confirmed(waiter) => waiters.push(waiter),
     }
 }
@@ -208,7 +222,7 @@ async fn serve(
     // Subscriptions sent on this connection and not confirmed yet.
     let mut unconfirmed = subscriptions.len();
     for s in subscriptions.iter() {
-        if let Err(e) = stream.write_all(&s.command()).await {
+        if let Err(e) = stream.write_all(&s.command(true)).await {
             return failed(e);
         }
     }
@@ -266,9 +280,15 @@ async fn serve(
                             continue;
                         }
                         unconfirmed += 1;
-                        let bytes = s.command();
+                        let bytes = s.command(true);
                         subscriptions.insert(s);
                         bytes
+                    }
+                    Command::Unsubscribe(s) => {
+                        if !subscriptions.remove(&s) {
+                            continue;
+                        }
+                        s.command(false)
                     }
                 };
                 if let Err(e) = stream.write_all(&bytes).await {

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use sio_core::parser::{Limits, Packet, PacketData, json_to_msgpack, msgpack_to_json};
-use sio_core::{AckResponse, BroadcastOptions, Room};
+use sio_core::{AckResponse, BroadcastOptions, RemoteSocket, Room};
 
 /// Deepest nesting accepted in a MessagePack message, so hostile input cannot exhaust the stack.
 const MAX_DEPTH: usize = 128;
@@ -174,6 +174,28 @@ pub(crate) fn ack_from_json(value: Value, attachments: Vec<Bytes>) -> AckRespons
         args: vec![value],
         attachments,
     }
+}
+
+/// A socket of a fetch answer (`{id, handshake, rooms, data}`); `None` without an id.
+pub(crate) fn socket_from_json(mut value: Value) -> Option<RemoteSocket> {
+    let id = str_field(&value, "id")?.to_owned();
+    let rooms = value
+        .get("rooms")
+        .and_then(Value::as_array)
+        .map(|rooms| rooms.iter().filter_map(room_name).collect())
+        .unwrap_or_default();
+    let mut take = |key: &str| value.get_mut(key).map(Value::take).unwrap_or(Value::Null);
+    Some(RemoteSocket {
+        id,
+        rooms,
+        handshake: take("handshake"),
+        data: take("data"),
+    })
+}
+
+/// A socket as fetch answers carry it, in Node's key order.
+pub(crate) fn socket_to_json(socket: &RemoteSocket) -> Value {
+    json!({"id": socket.id, "handshake": socket.handshake, "rooms": socket.rooms, "data": socket.data})
 }
 
 /// The string field `key` of an object.

@@ -1,9 +1,9 @@
 // The Node reference node of the mixed-cluster tests: socket.io 4.8 + @socket.io/redis-adapter
-// 8.3 (`createAdapter`), implementing the same contract as `interop-server`
-// (docs: ../README.md). Environment: PORT, REDIS_URL, NODE_NAME, KEY, REQUESTS_TIMEOUT.
+// 8.3 (`createAdapter`, or `createShardedAdapter` with ADAPTER=sharded), implementing the same contract as `interop-server`
+// (docs: ../README.md). Environment: PORT, REDIS_URL, ADAPTER, NODE_NAME, KEY, REQUESTS_TIMEOUT.
 import { createServer } from "node:http";
 import { Server } from "socket.io";
-import { createAdapter } from "@socket.io/redis-adapter";
+import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
 import { createClient } from "redis";
 
 const PORT = Number(process.env.PORT ?? 3001);
@@ -11,13 +11,14 @@ const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6390";
 const NODE_NAME = process.env.NODE_NAME ?? `node-${PORT}`;
 const KEY = process.env.KEY ?? "socket.io";
 const REQUESTS_TIMEOUT = Number(process.env.REQUESTS_TIMEOUT ?? 3000);
+const ADAPTER = process.env.ADAPTER ?? "classic";
 const BIN = Buffer.from([0, 1, 2, 3, 0xfd, 0xfe, 0xff]);
 
 const pub = createClient({ url: REDIS_URL });
 const sub = pub.duplicate();
 await Promise.all([pub.connect(), sub.connect()]);
 
-const health = { node: NODE_NAME, adapter: "classic", ready: true };
+const health = { node: NODE_NAME, adapter: ADAPTER, ready: true };
 const http = createServer((req, res) => {
   if (req.url === "/health") {
     res.writeHead(200, { "content-type": "application/json" });
@@ -25,7 +26,10 @@ const http = createServer((req, res) => {
   }
 });
 const io = new Server(http, {
-  adapter: createAdapter(pub, sub, { key: KEY, requestsTimeout: REQUESTS_TIMEOUT }),
+  adapter:
+    ADAPTER === "sharded"
+      ? createShardedAdapter(pub, sub, { channelPrefix: KEY, subscriptionMode: "dynamic" })
+      : createAdapter(pub, sub, { key: KEY, requestsTimeout: REQUESTS_TIMEOUT }),
 });
 
 const list = (v) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);

@@ -4,7 +4,7 @@
 //! on the Redis adapter.
 //!
 //! Environment: `PORT` (3001, on 127.0.0.1), `REDIS_URL` (`redis://127.0.0.1:6390`), `ADAPTER`
-//! (`classic`), `NODE_NAME` (`node-<PORT>`), `KEY` (`socket.io`), `REQUESTS_TIMEOUT` (ms, 3000).
+//! (`classic` or `sharded`), `NODE_NAME` (`node-<PORT>`), `KEY` (`socket.io`), `REQUESTS_TIMEOUT` (ms, 3000).
 //! Prints `READY {json}` once subscribed; exits on SIGTERM.
 
 use std::collections::HashMap;
@@ -316,12 +316,16 @@ async fn main() -> std::io::Result<()> {
     let node_name = env("NODE_NAME", &format!("node-{port}"));
     let requests_timeout =
         Duration::from_millis(env("REQUESTS_TIMEOUT", "3000").parse().unwrap_or(3000));
-    if adapter_kind != "classic" {
-        eprintln!("ADAPTER={adapter_kind} is not supported; use classic");
-        std::process::exit(2);
-    }
     let config =
         RedisConfig::new(env("REDIS_URL", "redis://127.0.0.1:6390")).key(env("KEY", "socket.io"));
+    let config = match adapter_kind.as_str() {
+        "classic" => config,
+        "sharded" => config.sharded(),
+        other => {
+            eprintln!("ADAPTER={other} is not supported; use classic or sharded");
+            std::process::exit(2);
+        }
+    };
     let adapter = RedisAdapter::new(config).map_err(std::io::Error::other)?;
     let node = Node {
         name: node_name.clone(),

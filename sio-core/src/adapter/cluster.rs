@@ -182,4 +182,11 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// The number of nodes in the cluster, this one included.
     fn server_count(&self) -> BackendFuture<usize>;
+
+    /// Rooms of namespace `ns` that this node now has (their first socket joined) or no longer
+    /// has (their last socket left), socket-id rooms included. Backends that subscribe per
+    /// room (sharded pub/sub) follow them; the default ignores them.
+    fn rooms_changed(&self, ns: &str, created: &[Room], deleted: &[Room]) {
+        let _ = (ns, created, deleted);
+    }
 }

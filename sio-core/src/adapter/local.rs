@@ -35,29 +35,46 @@ pub(crate) struct LocalAdapter {
 }
 
 impl LocalAdapter {
-    pub(crate) fn join(&self, sid: Sid, rooms: impl IntoIterator<Item = Room>) {
+    /// Adds a socket to rooms; returns the rooms that did not exist before.
+    pub(crate) fn join(&self, sid: Sid, rooms: impl IntoIterator<Item = Room>) -> Vec<Room> {
         let mut index = self.write();
+        let mut created = Vec::new();
         for room in rooms {
-            index.rooms.entry(room.clone()).or_default().insert(sid);
+            let members = index.rooms.entry(room.clone()).or_default();
+            if members.is_empty() {
+                created.push(room.clone());
+            }
+            members.insert(sid);
             index.by_socket.entry(sid).or_default().insert(room);
         }
+        created
     }
 
-    pub(crate) fn leave(&self, sid: Sid, rooms: impl IntoIterator<Item = Room>) {
+    /// Removes a socket from rooms; returns the rooms that are now empty (and gone).
+    pub(crate) fn leave(&self, sid: Sid, rooms: impl IntoIterator<Item = Room>) -> Vec<Room> {
         let mut index = self.write();
+        let mut deleted = Vec::new();
         for room in rooms {
-            remove_member(&mut index.rooms, &room, sid);
+            if remove_member(&mut index.rooms, &room, sid) {
+                deleted.push(room.clone());
+            }
             if let Some(of_socket) = index.by_socket.get_mut(&sid) {
                 of_socket.remove(&room);
             }
         }
+        deleted
     }
 
-    pub(crate) fn leave_all(&self, sid: Sid) {
+    /// Removes a socket from all its rooms; returns the rooms that are now empty.
+    pub(crate) fn leave_all(&self, sid: Sid) -> Vec<Room> {
         let mut index = self.write();
+        let mut deleted = Vec::new();
         for room in index.by_socket.remove(&sid).unwrap_or_default() {
-            remove_member(&mut index.rooms, &room, sid);
+            if remove_member(&mut index.rooms, &room, sid) {
+                deleted.push(room);
+            }
         }
+        deleted
     }
 
     pub(crate) fn rooms_of(&self, sid: Sid) -> Vec<Room> {
@@ -108,13 +125,16 @@ impl LocalAdapter {
     }
 }
 
-fn remove_member(rooms: &mut HashMap<Room, HashSet<Sid>>, room: &str, sid: Sid) {
-    if let Some(members) = rooms.get_mut(room) {
-        members.remove(&sid);
-        if members.is_empty() {
-            rooms.remove(room);
-        }
+/// Removes a member; `true` when that emptied (and so deleted) the room.
+fn remove_member(rooms: &mut HashMap<Room, HashSet<Sid>>, room: &str, sid: Sid) -> bool {
+    let Some(members) = rooms.get_mut(room) else {
+        return false;
+    };
+    if !members.remove(&sid) || !members.is_empty() {
+        return false;
     }
+    rooms.remove(room);
+    true
 }
 
 #[cfg(test)]
@@ -125,8 +145,11 @@ mod tests {
     fn broadcast_targets_follow_rooms_and_exceptions() {
         let adapter = LocalAdapter::default();
         let (a, b, c) = (Sid::new(0), Sid::new(0), Sid::new(0));
-        adapter.join(a, ["r1".to_string(), "r2".to_string()]);
-        adapter.join(b, ["r1".to_string()]);
+        assert_eq!(
+            adapter.join(a, ["r1".to_string(), "r2".to_string()]),
+            ["r1", "r2"]
+        );
+        assert_eq!(adapter.join(b, ["r1".to_string()]), Vec::<Room>::new());
         adapter.join(c, ["r3".to_string()]);
         let all = [a, b, c];
         let targets = |opts: BroadcastOptions| {
@@ -158,9 +181,9 @@ mod tests {
             }),
             vec![a]
         );
-        adapter.leave(a, ["r1".to_string()]);
+        assert!(adapter.leave(a, ["r1".to_string()]).is_empty());
         assert_eq!(adapter.rooms_of(a), vec!["r2".to_string()]);
-        adapter.leave_all(a);
+        assert_eq!(adapter.leave_all(a), ["r2"]);
         assert!(adapter.rooms_of(a).is_empty());
         assert_eq!(
             adapter.targets(&BroadcastOptions::default(), std::iter::empty()),

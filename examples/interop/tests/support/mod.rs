@@ -87,6 +87,16 @@ impl Drop for ClusterNode {
 
 /// Starts a node and waits for its `READY` line.
 pub(crate) fn start_node(kind: Kind, name: &str, redis_url: &str) -> ClusterNode {
+    start_node_with(kind, name, redis_url, "classic")
+}
+
+/// Starts a node speaking `adapter` (`classic` or `sharded`).
+pub(crate) fn start_node_with(
+    kind: Kind,
+    name: &str,
+    redis_url: &str,
+    adapter: &str,
+) -> ClusterNode {
     let port = free_port();
     let mut command = match kind {
         Kind::Sio => Command::new(env!("CARGO_BIN_EXE_interop-server")),
@@ -100,6 +110,7 @@ pub(crate) fn start_node(kind: Kind, name: &str, redis_url: &str) -> ClusterNode
         .env("PORT", port.to_string())
         .env("NODE_NAME", name)
         .env("REDIS_URL", redis_url)
+        .env("ADAPTER", adapter)
         .stdout(Stdio::piped())
         .spawn()
         .expect("cannot start a cluster node");
@@ -119,12 +130,13 @@ pub(crate) fn start_node(kind: Kind, name: &str, redis_url: &str) -> ClusterNode
 }
 
 /// Runs the checker against nodes A and B; whether every scenario passed, and its output.
-pub(crate) fn run_checker(a: u16, b: u16, redis_url: &str) -> (bool, String) {
+pub(crate) fn run_checker(a: u16, b: u16, redis_url: &str, adapter: &str) -> (bool, String) {
     let output = Command::new("node")
         .arg(js_dir().join("checker.mjs"))
         .args(["--a", &format!("http://127.0.0.1:{a}")])
         .args(["--b", &format!("http://127.0.0.1:{b}")])
         .args(["--redis", redis_url])
+        .args(["--adapter", adapter])
         .args(["--rust-emitter", env!("CARGO_BIN_EXE_emit")])
         .output()
         .expect("cannot run node");
