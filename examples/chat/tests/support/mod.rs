@@ -1,0 +1,207 @@
+//! Processes of the chat's end-to-end tests: a private `redis-server`, chat nodes, and Node
+//! scripts with a deadline. Every process is killed when its guard drops, whatever the test's
+//! outcome. (The Redis helpers are those of `examples/interop/tests/support`, copied: an
+//! example's tests do not reach into another example.)
+
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (released before use; the OS does not hand it out again at
+/// once).
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something listens on `port`.
+pub(crate) fn wait_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The folder of the npm packages of these tests, checked to be installed.
+pub(crate) fn js_dir() -> PathBuf {
+    let js = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(
+        js.join("node_modules/playwright-core").exists(),
+        "the npm packages of the chat tests are missing: run scripts/test (it runs `npm ci` in {})",
+        js.display()
+    );
+    js
+}
+
+/// The repository's root (screenshots go to its `artifacts/`).
+pub(crate) fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_owned()
+}
+
+/// A `redis-server` of the test's own, on a free port, keeping nothing on disk.
+pub(crate) struct Redis {
+    child: Child,
+    pub(crate) port: u16,
+}
+
+impl Redis {
+    pub(crate) fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is not installed (scripts/test installs it)");
+        let redis = Redis { child, port };
+        wait_listening(port, "redis-server");
+        redis
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `chat` node.
+pub(crate) struct ChatNode {
+    child: Child,
+    pub(crate) port: u16,
+    pub(crate) name: String,
+}
+
+impl ChatNode {
+    /// Starts a node on a free port, in a cluster on `redis_url`, and waits until it is
+    /// subscribed (its "chat listening" log line comes after that) and answers `/health`.
+    pub(crate) fn start(name: &str, redis_url: &str) -> Self {
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
+            .env("PORT", port.to_string())
+            .env("NODE_NAME", name)
+            .env("REDIS_URL", redis_url)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("cannot start the chat binary");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let label = name.to_owned();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("chat listening on") {
+                    let _ = tx.send(());
+                }
+                // Shown by the test harness only when the test fails.
+                println!("[{label}] {line}");
+            }
+        });
+        let node = ChatNode {
+            child,
+            port,
+            name: name.to_owned(),
+        };
+        rx.recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("chat node {name} did not start"));
+        wait_listening(port, name);
+        node
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the node at once (SIGKILL: a crash, not a graceful stop).
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The process id, for signals.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ChatNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `node script args...` in the tests' npm folder for at most `limit`; whether it
+/// succeeded, and its output.
+pub(crate) fn run_node(script: &str, args: &[String], limit: Duration) -> (bool, String) {
+    let js = js_dir();
+    let mut child = Command::new("node")
+        .arg(js.join(script))
+        .args(args)
+        .current_dir(&js)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run node");
+    // Read both pipes while waiting, so that a chatty script cannot block on a full pipe.
+    let read = |pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = BufReader::new(pipe).read_to_string_lossy(&mut text);
+            text
+        })
+    };
+    let out = read(Box::new(child.stdout.take().unwrap()));
+    let err = read(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + limit;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            timed_out = true;
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut text = out.join().unwrap_or_default() + &err.join().unwrap_or_default();
+    if timed_out {
+        text.push_str(&format!("\n{script} killed after {limit:?}\n"));
+    }
+    (status.is_some_and(|s| s.success()), text)
+}
+
+/// Reading a pipe to its end, invalid UTF-8 replaced rather than lost.
+trait ReadLossy {
+    fn read_to_string_lossy(&mut self, text: &mut String) -> std::io::Result<()>;
+}
+
+impl<R: std::io::Read> ReadLossy for BufReader<R> {
+    fn read_to_string_lossy(&mut self, text: &mut String) -> std::io::Result<()> {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(self, &mut bytes)?;
+        text.push_str(&String::from_utf8_lossy(&bytes));
+        Ok(())
+    }
+}
