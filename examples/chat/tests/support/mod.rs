@@ -205,3 +205,117 @@ impl<R: std::io::Read> ReadLossy for BufReader<R> {
         Ok(())
     }
 }
+
+/// An `nginx` of the test's own: the shipped config template with the test's port and nodes,
+/// run in the foreground as the current user, everything under its own prefix folder.
+pub(crate) struct Nginx {
+    child: Child,
+    pub(crate) port: u16,
+    prefix: PathBuf,
+}
+
+impl Nginx {
+    /// Starts nginx with `template` (a file of `examples/chat/nginx/`) on a free port, in front
+    /// of `upstreams` (ports on 127.0.0.1).
+    pub(crate) fn start(template: &str, upstreams: &[u16]) -> Self {
+        let port = free_port();
+        let prefix =
+            std::env::temp_dir().join(format!("sio-chat-nginx-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&prefix).unwrap();
+        // Workers of an nginx started as root run as `nobody`: they must be able to enter it.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&prefix, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let template_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("nginx")
+            .join(template);
+        let conf = configure(
+            &std::fs::read_to_string(&template_path).unwrap(),
+            port,
+            upstreams,
+        );
+        let conf_path = prefix.join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let bin = if Path::new("/usr/sbin/nginx").exists() {
+            "/usr/sbin/nginx"
+        } else {
+            "nginx"
+        };
+        let child = Command::new(bin)
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-e")
+            .arg(prefix.join("error.log"))
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("nginx is not installed (scripts/test installs it)");
+        let nginx = Nginx {
+            child,
+            port,
+            prefix,
+        };
+        wait_listening(port, "nginx");
+        nginx
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// nginx's error log, for a failing test's output.
+    pub(crate) fn error_log(&self) -> String {
+        std::fs::read_to_string(self.prefix.join("error.log")).unwrap_or_default()
+    }
+}
+
+/// The template with its `listen` line and its upstream servers (between `# servers` and
+/// `# end servers`) replaced.
+fn configure(template: &str, port: u16, upstreams: &[u16]) -> String {
+    let mut out = String::new();
+    let mut in_servers = false;
+    for line in template.lines() {
+        let indent = &line[..line.len() - line.trim_start().len()];
+        match line.trim() {
+            "# servers" => {
+                in_servers = true;
+                out.push_str(line);
+                out.push('\n');
+                for upstream in upstreams {
+                    out.push_str(&format!("{indent}server 127.0.0.1:{upstream};\n"));
+                }
+            }
+            "# end servers" => {
+                in_servers = false;
+                out.push_str(line);
+                out.push('\n');
+            }
+            _ if in_servers => {}
+            l if l.starts_with("listen ") => {
+                out.push_str(&format!("{indent}listen 127.0.0.1:{port};\n"));
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    assert!(!in_servers, "the template has no `# end servers`");
+    out
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM: the master stops its workers (a SIGKILL would leave them running).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.prefix);
+    }
+}
