@@ -162,15 +162,15 @@ pub(crate) fn run_node(script: &str, args: &[String], limit: Duration) -> (bool,
         .spawn()
         .expect("cannot run node");
     // Read both pipes while waiting, so that a chatty script cannot block on a full pipe.
-    let read = |pipe: Box<dyn std::io::Read + Send>| {
+    fn read(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
         std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = BufReader::new(pipe).read_to_string_lossy(&mut text);
-            text
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
         })
-    };
-    let out = read(Box::new(child.stdout.take().unwrap()));
-    let err = read(Box::new(child.stderr.take().unwrap()));
+    }
+    let out = read(child.stdout.take().unwrap());
+    let err = read(child.stderr.take().unwrap());
     let deadline = Instant::now() + limit;
     let mut timed_out = false;
     let status = loop {
@@ -190,20 +190,6 @@ pub(crate) fn run_node(script: &str, args: &[String], limit: Duration) -> (bool,
         text.push_str(&format!("\n{script} killed after {limit:?}\n"));
     }
     (status.is_some_and(|s| s.success()), text)
-}
-
-/// Reading a pipe to its end, invalid UTF-8 replaced rather than lost.
-trait ReadLossy {
-    fn read_to_string_lossy(&mut self, text: &mut String) -> std::io::Result<()>;
-}
-
-impl<R: std::io::Read> ReadLossy for BufReader<R> {
-    fn read_to_string_lossy(&mut self, text: &mut String) -> std::io::Result<()> {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(self, &mut bytes)?;
-        text.push_str(&String::from_utf8_lossy(&bytes));
-        Ok(())
-    }
 }
 
 /// An `nginx` of the test's own: the shipped config template with the test's port and nodes,
