@@ -1,0 +1,511 @@
+//! The chat's Socket.IO side: the namespace `/`, written with the macro DSL, and the small
+//! pure functions it is built on (validation, room and user lists), which are unit-tested.
+//!
+//! Events from the page (each answered through its ack by the handler's return value, so the
+//! page learns of success or failure on the request itself):
+//!
+//! | event | payload | ack |
+//! | --- | --- | --- |
+//! | `join` | room name | `{room, users}` |
+//! | `leave` | room name | `{room}` |
+//! | `rooms` | none | `[{name, members}]` |
+//! | `users` | room name | `[{name, node}]` |
+//! | `msg` | `{room, text}` | `{id, at, node}`: the message was relayed (the "delivered" mark) |
+//! | `typing` | `{room, typing}` | none (volatile: a lost typing hint is not worth a retry) |
+//!
+//! Events to the page: `welcome` (after each connection: name, node, whether the session was
+//! recovered, the rooms it is in), `msg`, `typing`, `presence` (someone joined, left or lost
+//! their connection, with the room's new user list) and `rooms` (the room list with member
+//! counts, after every change).
+//!
+//! Everything that describes the cluster (user lists, member counts) comes from
+//! `fetch_sockets()`, so with the Redis adapter it covers every node, not only this one.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sio_core::{ConnectError, RemoteSocket, SocketRef};
+
+/// The longest nickname, in characters: long enough for a name, short enough for the user list.
+pub(crate) const MAX_NAME_CHARS: usize = 24;
+/// The longest room name, in characters.
+pub(crate) const MAX_ROOM_CHARS: usize = 32;
+/// The longest message, in characters.
+pub(crate) const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// Chat rooms are Socket.IO rooms named `room:<name>`. The prefix keeps them apart from the room
+/// every socket has under its own id: without it a user could "join" another user's id and read
+/// what is sent to that user alone.
+const ROOM_PREFIX: &str = "room:";
+
+/// How long a cluster-wide lookup waits for the other nodes. Short: a node that does not answer
+/// in time (one being stopped) only leaves its users out of one list.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// This node's name (`NODE_NAME`), given to the handlers as state: the page shows which node it
+/// talks to, and every message which node relayed it.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeName(pub(crate) String);
+
+/// Why a request from the page was refused; the ack carries `{"error": "<this text>"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ChatError {
+    /// The room name is empty, too long or has characters other than letters, digits, `-`, `_`.
+    BadRoom(&'static str),
+    /// The socket is not in the room it talks to.
+    NotInRoom(String),
+    /// The message is empty or too long.
+    BadMessage(&'static str),
+    /// The other nodes could not be asked.
+    Cluster(String),
+}
+
+impl fmt::Display for ChatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChatError::BadRoom(why) => write!(f, "invalid room name: {why}"),
+            ChatError::NotInRoom(room) => write!(f, "you are not in room {room}"),
+            ChatError::BadMessage(why) => write!(f, "invalid message: {why}"),
+            ChatError::Cluster(err) => write!(f, "the cluster did not answer: {err}"),
+        }
+    }
+}
+
+/// The nickname in a CONNECT payload (`auth: {name}` in the page), trimmed; the refusal says
+/// why in `err.data.reason` (and the limit in `err.data.max`), so the page can explain it
+/// without parsing the message.
+pub(crate) fn check_name(auth: &Value) -> Result<String, ConnectError> {
+    let name = auth
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim();
+    let refuse = |reason: &str| {
+        ConnectError::new("invalid nickname")
+            .with_data(json!({ "reason": reason, "max": MAX_NAME_CHARS }))
+    };
+    if name.is_empty() {
+        return Err(refuse("empty"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(refuse("too long"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(refuse("control characters"));
+    }
+    Ok(name.to_owned())
+}
+
+/// A room name, trimmed and checked: 1 to 32 letters, digits, `-` or `_` (names that read well
+/// in a list and in a URL).
+pub(crate) fn check_room(room: &str) -> Result<String, ChatError> {
+    let room = room.trim();
+    if room.is_empty() {
+        return Err(ChatError::BadRoom("empty"));
+    }
+    if room.chars().count() > MAX_ROOM_CHARS {
+        return Err(ChatError::BadRoom("longer than 32 characters"));
+    }
+    if !room
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ChatError::BadRoom("only letters, digits, - and _"));
+    }
+    Ok(room.to_owned())
+}
+
+/// A message text, checked (not trimmed: the sender's spacing is kept).
+pub(crate) fn check_text(text: &str) -> Result<(), ChatError> {
+    if text.trim().is_empty() {
+        return Err(ChatError::BadMessage("empty"));
+    }
+    if text.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(ChatError::BadMessage("longer than 1000 characters"));
+    }
+    Ok(())
+}
+
+/// The Socket.IO room of a chat room.
+pub(crate) fn room_key(room: &str) -> String {
+    format!("{ROOM_PREFIX}{room}")
+}
+
+/// The chat rooms among a socket's Socket.IO rooms.
+pub(crate) fn chat_rooms<'a>(rooms: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    let mut rooms: Vec<String> = rooms
+        .into_iter()
+        .filter_map(|r| r.strip_prefix(ROOM_PREFIX))
+        .map(str::to_owned)
+        .collect();
+    rooms.sort();
+    rooms
+}
+
+/// A user as lists show them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub(crate) struct User {
+    pub(crate) name: String,
+    /// The node the user is connected to.
+    pub(crate) node: String,
+}
+
+/// A room and how many sockets are in it, on every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct RoomInfo {
+    pub(crate) name: String,
+    pub(crate) members: usize,
+}
+
+/// The users among `sockets`, sorted by name, leaving out the socket `without` (one that is
+/// leaving but may still be listed).
+pub(crate) fn users_of(sockets: &[RemoteSocket], without: Option<&str>) -> Vec<User> {
+    let mut users: Vec<User> = sockets
+        .iter()
+        .filter(|s| Some(s.id.as_str()) != without)
+        .map(|s| User {
+            name: s.data["name"].as_str().unwrap_or("?").to_owned(),
+            node: s.data["node"].as_str().unwrap_or("?").to_owned(),
+        })
+        .collect();
+    users.sort();
+    users
+}
+
+/// Every chat room that has someone in it, with its member count, sorted by name.
+pub(crate) fn rooms_of(sockets: &[RemoteSocket], without: Option<&str>) -> Vec<RoomInfo> {
+    let mut counts = BTreeMap::<String, usize>::new();
+    for socket in sockets.iter().filter(|s| Some(s.id.as_str()) != without) {
+        for room in chat_rooms(&socket.rooms) {
+            *counts.entry(room).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(name, members)| RoomInfo { name, members })
+        .collect()
+}
+
+/// The nickname stored on a socket by the connect handler.
+fn name_of(socket: &SocketRef) -> String {
+    socket.data()["name"].as_str().unwrap_or("?").to_owned()
+}
+
+/// Milliseconds since the Unix epoch: the time stamp of a message, in the unit JavaScript's
+/// `Date` takes.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The users of a room on every node, without `without`.
+async fn room_users(
+    socket: &SocketRef,
+    room: &str,
+    without: Option<&str>,
+) -> Result<Vec<User>, ChatError> {
+    let sockets = socket
+        .within(room_key(room))
+        .timeout(FETCH_TIMEOUT)
+        .fetch_sockets()
+        .await
+        .map_err(|err| ChatError::Cluster(err.to_string()))?;
+    Ok(users_of(&sockets, without))
+}
+
+/// The room list of every node, without `without`.
+async fn room_list(socket: &SocketRef, without: Option<&str>) -> Result<Vec<RoomInfo>, ChatError> {
+    let sockets = socket
+        .namespace()
+        .timeout(FETCH_TIMEOUT)
+        .fetch_sockets()
+        .await
+        .map_err(|err| ChatError::Cluster(err.to_string()))?;
+    Ok(rooms_of(&sockets, without))
+}
+
+/// Tells a room's other users that `socket` joined, left or came back (`what`), with the room's
+/// new user list, and every user the new room list. `leaving` leaves the socket out of both
+/// lists, as it may still be in its rooms while it disconnects.
+async fn announce(socket: &SocketRef, room: &str, what: &str, leaving: bool) {
+    let without = leaving.then(|| socket.id().to_string());
+    match room_users(socket, room, without.as_deref()).await {
+        Ok(users) => {
+            let presence = json!({
+                "room": room,
+                "name": name_of(socket),
+                "what": what,
+                "users": users,
+            });
+            let _ = socket.to(room_key(room)).emit("presence", &presence);
+        }
+        Err(err) => tracing::warn!(%err, room, "cannot list the room's users"),
+    }
+    match room_list(socket, without.as_deref()).await {
+        Ok(rooms) => {
+            let _ = socket.namespace().emit("rooms", &rooms);
+        }
+        Err(err) => tracing::warn!(%err, "cannot list the rooms"),
+    }
+}
+
+/// What a message's sender gets back: the message was relayed to the room.
+#[derive(Debug, Serialize)]
+pub(crate) struct Delivered {
+    /// The message's id, as the other users got it.
+    id: String,
+    at: u64,
+    node: String,
+}
+
+/// A message from the page.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Outgoing {
+    room: String,
+    text: String,
+}
+
+/// A typing hint from the page.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Typing {
+    room: String,
+    typing: bool,
+}
+
+/// The join ack: the room's users, the joiner included.
+#[derive(Debug, Serialize)]
+pub(crate) struct Joined {
+    room: String,
+    users: Vec<User>,
+}
+
+/// The chat namespace; `handlers::namespace()` registers every handler below, in order.
+#[sio_core::namespace("/")]
+pub(crate) mod handlers {
+    use serde_json::{Value, json};
+    use sio_core::{
+        Auth, ConnectError, Data, DisconnectReason, SocketRef, State, middleware, on, on_connect,
+        on_disconnecting,
+    };
+
+    use super::{
+        ChatError, Delivered, Joined, NodeName, Outgoing, RoomInfo, Typing, User, announce,
+        chat_rooms, check_name, check_room, check_text, name_of, now_ms, room_key, room_list,
+        room_users,
+    };
+
+    /// Lets in only clients with a usable nickname (`auth: {name}`); the others get a
+    /// CONNECT_ERROR whose `data` says why, so the page asks again. It does not run for a
+    /// recovered session, which was checked when it first connected.
+    #[middleware]
+    async fn nickname(Auth(auth): Auth<Value>) -> Result<(), ConnectError> {
+        check_name(&auth).map(drop)
+    }
+
+    /// Stores the nickname and node on the socket (other nodes read them through
+    /// `fetch_sockets`), and tells the page where it stands. A recovered socket is back in its
+    /// rooms already: its rooms hear that it is back.
+    #[on_connect]
+    async fn connected(socket: SocketRef, State(node): State<NodeName>, Auth(auth): Auth<Value>) {
+        // Checked by the middleware, or at the first connection of a recovered session.
+        let name = check_name(&auth).unwrap_or_else(|_| "?".to_owned());
+        let _ = socket.set_data(&json!({ "name": name, "node": node.0 }));
+        let rooms = chat_rooms(&socket.rooms());
+        let recovered = socket.recovered();
+        tracing::info!(socket = %socket.id(), %name, recovered, ?rooms, "connected");
+        let welcome = json!({
+            "name": name,
+            "node": node.0,
+            "recovered": recovered,
+            "rooms": rooms,
+        });
+        let _ = socket.emit("welcome", &welcome);
+        for room in &rooms {
+            announce(&socket, room, "back", false).await;
+        }
+    }
+
+    /// Joins a room; the ack carries the room's users.
+    #[on("join")]
+    async fn join(socket: SocketRef, Data(room): Data<String>) -> Result<Joined, ChatError> {
+        let room = check_room(&room)?;
+        socket.join(room_key(&room));
+        tracing::debug!(socket = %socket.id(), %room, "joined");
+        announce(&socket, &room, "joined", false).await;
+        let users = room_users(&socket, &room, None).await?;
+        Ok(Joined { room, users })
+    }
+
+    /// Leaves a room.
+    #[on("leave")]
+    async fn leave(socket: SocketRef, Data(room): Data<String>) -> Result<Value, ChatError> {
+        let room = check_room(&room)?;
+        socket.leave(room_key(&room));
+        announce(&socket, &room, "left", false).await;
+        Ok(json!({ "room": room }))
+    }
+
+    /// The room list, with member counts on every node.
+    #[on("rooms")]
+    async fn list_rooms(socket: SocketRef) -> Result<Vec<RoomInfo>, ChatError> {
+        room_list(&socket, None).await
+    }
+
+    /// A room's users on every node.
+    #[on("users")]
+    async fn list_users(
+        socket: SocketRef,
+        Data(room): Data<String>,
+    ) -> Result<Vec<User>, ChatError> {
+        let room = check_room(&room)?;
+        room_users(&socket, &room, None).await
+    }
+
+    /// Relays a message to the room's other users (on every node). The ack is the page's
+    /// "delivered" mark: the server accepted the message and handed it to the room.
+    #[on("msg")]
+    async fn msg(
+        socket: SocketRef,
+        State(node): State<NodeName>,
+        Data(out): Data<Outgoing>,
+    ) -> Result<Delivered, ChatError> {
+        let room = check_room(&out.room)?;
+        check_text(&out.text)?;
+        if !socket.rooms().contains(&room_key(&room)) {
+            return Err(ChatError::NotInRoom(room));
+        }
+        let at = now_ms();
+        let id = format!("{}-{at}", socket.id());
+        let message = json!({
+            "id": id,
+            "room": room,
+            "from": name_of(&socket),
+            "text": out.text,
+            "at": at,
+            "node": node.0,
+        });
+        socket
+            .to(room_key(&room))
+            .emit("msg", &message)
+            .map_err(|err| ChatError::Cluster(err.to_string()))?;
+        Ok(Delivered {
+            id,
+            at,
+            node: node.0,
+        })
+    }
+
+    /// Tells the room's other users that someone is (or stopped) typing. Volatile: a hint that
+    /// cannot go out at once is stale by the time it could.
+    #[on("typing")]
+    async fn typing(socket: SocketRef, Data(hint): Data<Typing>) {
+        let Ok(room) = check_room(&hint.room) else {
+            return;
+        };
+        let key = room_key(&room);
+        if !socket.rooms().contains(&key) {
+            return;
+        }
+        let hint = json!({ "room": room, "name": name_of(&socket), "typing": hint.typing });
+        let _ = socket.to(key).volatile().emit("typing", &hint);
+    }
+
+    /// Tells the rooms of a leaving socket (still in them here, unlike in `on_disconnect`) that
+    /// it left, or only lost its connection when it may come back with its session.
+    #[on_disconnecting]
+    async fn disconnecting(socket: SocketRef, reason: DisconnectReason) {
+        let rooms = chat_rooms(&socket.rooms());
+        tracing::info!(socket = %socket.id(), reason = reason.as_str(), ?rooms, "disconnected");
+        let what = if reason.is_recoverable() {
+            "disconnected"
+        } else {
+            "left"
+        };
+        for room in &rooms {
+            announce(&socket, room, what, true).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(id: &str, name: &str, rooms: &[&str]) -> RemoteSocket {
+        RemoteSocket {
+            id: id.to_owned(),
+            rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
+            handshake: json!({}),
+            data: json!({ "name": name, "node": "n1" }),
+        }
+    }
+
+    #[test]
+    fn nicknames_are_trimmed_and_bounded() {
+        assert_eq!(
+            check_name(&json!({ "name": "  ada " })).ok(),
+            Some("ada".into())
+        );
+        let reason = |auth: Value| {
+            check_name(&auth)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(reason(json!({ "name": "   " })), "invalid nickname");
+        assert!(check_name(&json!({})).is_err());
+        assert!(check_name(&json!({ "name": 5 })).is_err());
+        assert!(check_name(&json!({ "name": "a".repeat(MAX_NAME_CHARS) })).is_ok());
+        assert!(check_name(&json!({ "name": "a".repeat(MAX_NAME_CHARS + 1) })).is_err());
+        // Characters, not bytes.
+        assert!(check_name(&json!({ "name": "é".repeat(MAX_NAME_CHARS) })).is_ok());
+    }
+
+    #[test]
+    fn room_names_are_words() {
+        assert_eq!(check_room(" rust-lang ").ok(), Some("rust-lang".into()));
+        assert!(check_room("").is_err());
+        assert!(check_room("a b").is_err());
+        assert!(check_room(&"r".repeat(MAX_ROOM_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn messages_are_bounded() {
+        assert!(check_text("hi").is_ok());
+        assert!(check_text("  ").is_err());
+        assert!(check_text(&"x".repeat(MAX_MESSAGE_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn lists_leave_out_socket_rooms_and_the_leaving_socket() {
+        let sockets = [
+            remote("s1", "bob", &["s1", "room:rust", "room:lobby"]),
+            remote("s2", "ada", &["s2", "room:rust"]),
+        ];
+        assert_eq!(
+            rooms_of(&sockets, None),
+            vec![
+                RoomInfo {
+                    name: "lobby".into(),
+                    members: 1
+                },
+                RoomInfo {
+                    name: "rust".into(),
+                    members: 2
+                },
+            ]
+        );
+        assert_eq!(rooms_of(&sockets, Some("s1")).len(), 1);
+        let names: Vec<String> = users_of(&sockets, None)
+            .into_iter()
+            .map(|u| u.name)
+            .collect();
+        assert_eq!(names, ["ada", "bob"]);
+        assert_eq!(users_of(&sockets, Some("s2")).len(), 1);
+    }
+}

@@ -1,0 +1,126 @@
+//! `chat`: a chat app on sio, its Socket.IO handlers written with the macro DSL (see
+//! [`chat::handlers`](crate::chat::handlers)), and its page served by the same actix-web app.
+//!
+//! - `/`: the page (HTML, CSS and JS, no build step), `/socket.io.min.js`: the official client;
+//! - `/socket.io/`: the Socket.IO endpoint, with connection state recovery on, so a page that
+//!   loses its connection for up to two minutes gets its socket id and rooms back;
+//! - `/health`: `{"ok":true,"node":NODE_NAME}`, for load balancer and orchestrator probes.
+//!
+//! Environment: `PORT` (3000), `HOST` (127.0.0.1), `NODE_NAME` (`chat-<PORT>`, shown in the
+//! page), `REDIS_URL` (unset: one node, in memory; set: a cluster node on the Redis adapter,
+//! wire-compatible with Node's `@socket.io/redis-adapter`), `RUST_LOG` (`info`).
+//!
+//! On SIGTERM or Ctrl-C every client is told to reconnect (to another node, behind a load
+//! balancer), in-flight requests finish (at most 5 s), and the process exits.
+
+mod assets;
+mod chat;
+
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use serde_json::json;
+use sio_core::{RecoveryConfig, SocketIo};
+use sio_redis::RedisAdapter;
+
+use crate::chat::NodeName;
+
+/// How long a disconnected page keeps its session (id and rooms) on the node it was on.
+const RECOVERY_WINDOW: Duration = Duration::from_secs(120);
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        // Colours for a person at a terminal, plain text for log collectors and tests.
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+    let port: u16 = match env("PORT") {
+        Some(port) => port
+            .parse()
+            .map_err(|err| std::io::Error::other(format!("PORT={port}: {err}")))?,
+        None => 3000,
+    };
+    let host = env("HOST").unwrap_or_else(|| "127.0.0.1".to_owned());
+    let node = env("NODE_NAME").unwrap_or_else(|| format!("chat-{port}"));
+
+    let mut builder = SocketIo::builder()
+        .connection_state_recovery(
+            RecoveryConfig::default().max_disconnection_duration(RECOVERY_WINDOW),
+        )
+        .with_state(NodeName(node.clone()))
+        .namespace(chat::handlers::namespace());
+    // The adapter spawns its connections on the runtime, so it is made here, inside it.
+    let redis = match env("REDIS_URL") {
+        Some(url) => {
+            let adapter = RedisAdapter::from_url(&url).map_err(std::io::Error::other)?;
+            builder = builder.adapter(adapter.clone());
+            Some((adapter, url))
+        }
+        None => None,
+    };
+    let io = builder.build();
+
+    let app_io = io.clone();
+    let app_node = node.clone();
+    let server = HttpServer::new(move || {
+        let node = app_node.clone();
+        App::new()
+            .route(
+                "/health",
+                web::get().to(move || {
+                    let body = json!({ "ok": true, "node": node });
+                    async move { HttpResponse::Ok().json(body) }
+                }),
+            )
+            .configure(assets::routes)
+            .service(app_io.service())
+    })
+    // Signals are handled below, so that clients hear of the shutdown first.
+    .disable_signals()
+    .shutdown_timeout(5)
+    .bind((host.as_str(), port))?
+    .run();
+
+    match &redis {
+        Some((adapter, url)) => {
+            // Until the subscriptions are in place this node would miss the others' messages;
+            // the log line below is what scripts wait for.
+            adapter.ready().await;
+            tracing::info!(%node, redis = %url, "cluster node subscribed to Redis");
+        }
+        None => tracing::info!(%node, "single node, in memory (set REDIS_URL for a cluster)"),
+    }
+    tracing::info!(%node, "chat listening on http://{host}:{port}");
+
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        stop_signal().await;
+        tracing::info!("stopping: clients are told to reconnect");
+        // Every session gets a close packet, which clients treat as a lost connection: they
+        // reconnect, to another node when a load balancer is in front.
+        io.close();
+        handle.stop(true).await;
+    });
+    server.await
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
