@@ -15,3 +15,6 @@ pub mod macros {}
 
 #[doc = include_str!("../../src/scaling.md")]
 pub mod scaling {}
+
+#[doc = include_str!("../../src/redis.md")]
+pub mod redis {}
