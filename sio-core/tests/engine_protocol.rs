@@ -344,3 +344,93 @@ async fn cors_preflight_and_headers() {
         "*"
     );
 }
+
+/// An echo server with tight process limits: 2 sessions, 3 handshakes a second, 4 packets a batch.
+fn limited_server() -> (
+    String,
+    std::sync::Arc<std::sync::OnceLock<Engine<common::Echo>>>,
+) {
+    let engine_slot = std::sync::Arc::new(std::sync::OnceLock::new());
+    let slot = engine_slot.clone();
+    let addr = common::start(move || {
+        let config = EngineConfig::builder()
+            .max_sessions(2)
+            .max_handshakes_per_second(3)
+            .max_packets_per_batch(4)
+            .build();
+        let engine = Engine::new(config, common::Echo);
+        let _ = slot.set(engine.clone());
+        move |cfg: &mut ServiceConfig| {
+            cfg.service(engine.service());
+        }
+    });
+    (format!("http://{addr}/engine.io/"), engine_slot)
+}
+
+#[actix_web::test]
+async fn process_limits_refuse_with_node_s_error_json() {
+    let (base, engine) = limited_server();
+    let handshake = format!("{base}?EIO=4&transport=polling");
+    let (url, _) = open(&base).await;
+    // A batch over max_packets_per_batch closes the session.
+    assert_eq!(post(&url, "4a\x1e4b\x1e4c\x1e4d").await.0, StatusCode::OK);
+    assert_eq!(
+        get(&url).await,
+        (StatusCode::OK, "4a\x1e4b\x1e4c\x1e4d".into())
+    );
+    assert_eq!(
+        post(&url, "4a\x1e4b\x1e4c\x1e4d\x1e4e").await,
+        (StatusCode::BAD_REQUEST, error(3, "Bad request"))
+    );
+    assert_eq!(get(&url).await.0, StatusCode::BAD_REQUEST);
+    actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    // Two more sessions fill max_sessions; the next handshake is refused.
+    let _second = open(&base).await;
+    let _third = open(&base).await;
+    assert_eq!(
+        get(&handshake).await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            error(3, "Too many sessions")
+        )
+    );
+    let engine = engine.get().unwrap();
+    assert_eq!(engine.session_count(), 2);
+    // A server that is closing takes no new session.
+    engine.close_all();
+    assert_eq!(
+        get(&handshake).await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            error(3, "Too many sessions")
+        )
+    );
+}
+
+#[actix_web::test]
+async fn handshakes_over_the_rate_get_429() {
+    let addr = common::start(|| {
+        let engine = Engine::new(
+            EngineConfig::builder().max_handshakes_per_second(3).build(),
+            common::Echo,
+        );
+        move |cfg: &mut ServiceConfig| {
+            cfg.service(engine.service());
+        }
+    });
+    let handshake = format!("http://{addr}/engine.io/?EIO=4&transport=polling");
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(get(&handshake).await.0);
+    }
+    assert_eq!(statuses[..3], [StatusCode::OK; 3]);
+    assert_eq!(
+        get(&handshake).await,
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            error(3, "Too many handshakes")
+        )
+    );
+    actix_web::rt::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(get(&handshake).await.0, StatusCode::OK);
+}

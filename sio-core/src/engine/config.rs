@@ -68,6 +68,16 @@ pub struct EngineConfig {
     /// Accept Engine.IO v3 clients (`allowEIO3`; socket.io-client 2.x). A request without
     /// `EIO` then counts as v3, as in Node. Default false.
     pub allow_eio3: bool,
+    /// Packets one polling POST may carry; a longer batch closes the session (HTTP 400), so a
+    /// body of many tiny packets cannot keep the server dispatching. Default 1,024 (Node: no
+    /// limit besides `max_payload`).
+    pub max_packets_per_batch: usize,
+    /// Sessions open at once in this process; handshakes past it get HTTP 503 and clients
+    /// retry with their backoff. Default 100,000 (Node: no limit).
+    pub max_sessions: usize,
+    /// New sessions per second this process accepts (a token bucket allowing bursts of one
+    /// second's worth); handshakes past it get HTTP 429. Default none (Node: none).
+    pub max_handshakes_per_second: Option<u32>,
 }
 
 impl fmt::Debug for EngineConfig {
@@ -83,6 +93,9 @@ impl fmt::Debug for EngineConfig {
             .field("cors", &self.cors)
             .field("allow_request", &self.allow_request.is_some())
             .field("allow_eio3", &self.allow_eio3)
+            .field("max_packets_per_batch", &self.max_packets_per_batch)
+            .field("max_sessions", &self.max_sessions)
+            .field("max_handshakes_per_second", &self.max_handshakes_per_second)
             .finish()
     }
 }
@@ -100,6 +113,9 @@ impl Default for EngineConfig {
             cors: None,
             allow_request: None,
             allow_eio3: false,
+            max_packets_per_batch: 1024,
+            max_sessions: 100_000,
+            max_handshakes_per_second: None,
         }
     }
 }
@@ -166,6 +182,24 @@ impl EngineConfigBuilder {
     /// Sets [`EngineConfig::cors`].
     pub fn cors(mut self, cors: Cors) -> Self {
         self.0.cors = Some(cors);
+        self
+    }
+
+    /// Sets [`EngineConfig::max_packets_per_batch`].
+    pub fn max_packets_per_batch(mut self, packets: usize) -> Self {
+        self.0.max_packets_per_batch = packets.max(1);
+        self
+    }
+
+    /// Sets [`EngineConfig::max_sessions`].
+    pub fn max_sessions(mut self, sessions: usize) -> Self {
+        self.0.max_sessions = sessions;
+        self
+    }
+
+    /// Sets [`EngineConfig::max_handshakes_per_second`].
+    pub fn max_handshakes_per_second(mut self, rate: u32) -> Self {
+        self.0.max_handshakes_per_second = Some(rate);
         self
     }
 

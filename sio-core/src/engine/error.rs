@@ -30,6 +30,12 @@ pub enum RequestError {
     /// A polling body larger than `max_payload`.
     #[error("Payload too large")]
     PayloadTooLarge,
+    /// The process holds `max_sessions` sessions already.
+    #[error("Too many sessions")]
+    TooManySessions,
+    /// Handshakes arrive faster than `max_handshakes_per_second`.
+    #[error("Too many handshakes")]
+    TooManyHandshakes,
 }
 
 impl RequestError {
@@ -39,7 +45,10 @@ impl RequestError {
             RequestError::UnknownTransport => 0,
             RequestError::UnknownSid => 1,
             RequestError::BadHandshakeMethod => 2,
-            RequestError::BadRequest | RequestError::PayloadTooLarge => 3,
+            RequestError::BadRequest
+            | RequestError::PayloadTooLarge
+            | RequestError::TooManySessions
+            | RequestError::TooManyHandshakes => 3,
             RequestError::Forbidden => 4,
             RequestError::UnsupportedProtocolVersion => 5,
         }
@@ -51,6 +60,8 @@ impl ResponseError for RequestError {
         match self {
             RequestError::Forbidden => StatusCode::FORBIDDEN,
             RequestError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::TooManySessions => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::TooManyHandshakes => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
     }

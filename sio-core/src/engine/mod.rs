@@ -105,6 +105,32 @@ struct Inner<H: Handler> {
     handler: H,
     node_id: u32,
     sessions: RwLock<HashMap<Sid, Arc<Socket<H::Data>>>>,
+    /// Handshakes allowed now, for `max_handshakes_per_second`.
+    handshake_tokens: std::sync::Mutex<TokenBucket>,
+    /// Cleared by [`Engine::close_all`]: a server going away takes no new sessions.
+    accepting: std::sync::atomic::AtomicBool,
+}
+
+/// A token bucket: `rate` tokens a second, at most one second's worth saved up.
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl TokenBucket {
+    fn take(&mut self, rate: u32, now: std::time::Instant) -> bool {
+        let rate = f64::from(rate);
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl<H: Handler> Clone for Engine<H> {
@@ -135,8 +161,13 @@ impl<H: Handler> Engine<H> {
     pub fn with_node_id(config: EngineConfig, handler: H, node_id: u32) -> Self {
         Engine {
             inner: Arc::new(Inner {
-                config,
                 handler,
+                handshake_tokens: std::sync::Mutex::new(TokenBucket {
+                    tokens: config.max_handshakes_per_second.map_or(0.0, f64::from),
+                    last: std::time::Instant::now(),
+                }),
+                accepting: std::sync::atomic::AtomicBool::new(true),
+                config,
                 node_id,
                 sessions: RwLock::new(HashMap::new()),
             }),
@@ -168,8 +199,37 @@ impl<H: Handler> Engine<H> {
         self.sessions().len()
     }
 
-    /// Closes every session, telling each client the server is going away.
+    /// Whether a new session may open now: the server is not closing, and the session and
+    /// handshake-rate limits leave room.
+    pub(crate) fn admit(&self) -> Result<(), RequestError> {
+        let config = &self.inner.config;
+        if !self
+            .inner
+            .accepting
+            .load(std::sync::atomic::Ordering::Acquire)
+            || self.session_count() >= config.max_sessions
+        {
+            return Err(RequestError::TooManySessions);
+        }
+        if let Some(rate) = config.max_handshakes_per_second {
+            let mut bucket = self
+                .inner
+                .handshake_tokens
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !bucket.take(rate, std::time::Instant::now()) {
+                return Err(RequestError::TooManyHandshakes);
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes every session, telling each client the server is going away, and refuses new
+    /// ones (HTTP 503) from now on.
     pub fn close_all(&self) {
+        self.inner
+            .accepting
+            .store(false, std::sync::atomic::Ordering::Release);
         let sockets: Vec<_> = self.sessions().values().cloned().collect();
         for socket in sockets {
             socket.close(CloseReason::ServerShutdown);
@@ -299,4 +359,27 @@ impl<H: Handler> Engine<H> {
 
 fn duration_ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenBucket;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn handshakes_are_admitted_at_the_rate_with_a_one_second_burst() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket {
+            tokens: 3.0,
+            last: start,
+        };
+        assert!((0..3).all(|_| bucket.take(3, start)));
+        assert!(!bucket.take(3, start));
+        assert!(bucket.take(3, start + Duration::from_millis(400)));
+        assert!(!bucket.take(3, start + Duration::from_millis(450)));
+        // Idle time saves up one second's worth, no more.
+        let later = start + Duration::from_secs(60);
+        assert!((0..3).all(|_| bucket.take(3, later)));
+        assert!(!bucket.take(3, later));
+    }
 }

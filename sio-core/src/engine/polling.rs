@@ -147,6 +147,11 @@ pub(super) async fn post<H: Handler>(
         Protocol::V3 { .. } => payload::v3::decode_text_payload(body.freeze()),
     };
     let packets = match decoded {
+        Ok(packets) if packets.len() > engine.config().max_packets_per_batch => {
+            tracing::debug!(sid = %socket.sid(), packets = packets.len(), "batch over max_packets_per_batch, closing the session");
+            socket.close(CloseReason::ParseError);
+            return Err(RequestError::BadRequest);
+        }
         Ok(packets) => packets,
         Err(err) => {
             tracing::debug!(sid = %socket.sid(), %err, "invalid payload, closing the session");

@@ -112,6 +112,7 @@ async fn route<H: Handler>(
         {
             return Err(RequestError::Forbidden);
         }
+        engine.admit()?;
         return match transport {
             TransportKind::Polling => Ok(polling::handshake(engine, req, protocol)),
             TransportKind::Websocket => websocket::handshake(engine, req, body, protocol),

@@ -25,6 +25,9 @@ pub struct Limits {
     pub max_attachments: usize,
     /// Bytes of all attachments of one packet together. Default 10 MB.
     pub max_attachment_bytes: usize,
+    /// Bytes of a namespace or event name. Default 256 (Node: no limit). JSON nesting is
+    /// bounded too, at 128 levels, by the JSON and MessagePack readers.
+    pub max_name_len: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +35,7 @@ impl Default for Limits {
         Limits {
             max_attachments: 10,
             max_attachment_bytes: 10_000_000,
+            max_name_len: 256,
         }
     }
 }
@@ -47,6 +51,28 @@ impl Limits {
     pub fn max_attachment_bytes(mut self, n: usize) -> Self {
         self.max_attachment_bytes = n;
         self
+    }
+
+    /// Limits with the given maximum length of namespace and event names, in bytes.
+    pub fn max_name_len(mut self, n: usize) -> Self {
+        self.max_name_len = n;
+        self
+    }
+
+    /// Checks the namespace and event name of a decoded packet against `max_name_len`.
+    pub(super) fn check_names(&self, packet: &Packet) -> Result<(), ParseError> {
+        let event = match &packet.data {
+            PacketData::Event { args, .. } => args
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(Value::as_str),
+            _ => None,
+        };
+        if packet.ns.len() > self.max_name_len || event.is_some_and(|e| e.len() > self.max_name_len)
+        {
+            return Err(ParseError::NameTooLong);
+        }
+        Ok(())
     }
 }
 
@@ -87,6 +113,9 @@ pub enum ParseError {
     /// A text message reached a parser that only takes binary ones (MessagePack).
     #[error("unexpected text message")]
     UnexpectedText,
+    /// A namespace or event name longer than [`Limits::max_name_len`].
+    #[error("namespace or event name too long")]
+    NameTooLong,
     /// A binary message is not a MessagePack packet map.
     #[error("invalid MessagePack packet")]
     MsgPack,
@@ -248,13 +277,12 @@ fn parse(text: &str, limits: &Limits) -> Result<(Packet, usize), ParseError> {
             return Err(ParseError::Placeholder);
         }
     }
-    Ok((
-        Packet {
-            ns: ns.to_owned(),
-            data,
-        },
-        expected,
-    ))
+    let packet = Packet {
+        ns: ns.to_owned(),
+        data,
+    };
+    limits.check_names(&packet)?;
+    Ok((packet, expected))
 }
 
 /// An event payload: an array whose first element is a name a client may send, or a number.
@@ -317,6 +345,22 @@ mod tests {
                 attachments: vec![]
             }
         );
+    }
+
+    #[test]
+    fn names_and_nesting_are_bounded() {
+        let long = "x".repeat(257);
+        assert!(matches!(
+            decode(&format!(r#"2["{long}"]"#)),
+            Err(ParseError::NameTooLong)
+        ));
+        assert!(matches!(
+            decode(&format!("0/{long}")),
+            Err(ParseError::NameTooLong)
+        ));
+        assert!(decode(&format!(r#"2["{}"]"#, "x".repeat(256))).is_ok());
+        let deep = format!(r#"2["e",{}{}]"#, "[".repeat(200), "]".repeat(200));
+        assert!(matches!(decode(&deep), Err(ParseError::Json(_))));
     }
 
     #[test]

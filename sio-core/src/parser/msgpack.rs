@@ -64,7 +64,9 @@ pub(super) fn decode(data: &[u8], limits: &Limits) -> Result<Packet, ParseError>
         (0..=4, _) => return Err(ParseError::Payload),
         _ => return Err(ParseError::UnknownType),
     };
-    Ok(Packet { ns, data })
+    let packet = Packet { ns, data };
+    limits.check_names(&packet)?;
+    Ok(packet)
 }
 
 /// Encodes a packet as one binary message.
