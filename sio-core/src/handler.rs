@@ -231,12 +231,63 @@ where
 }
 
 /// Runs a handler's future: polled once right here (most handlers finish without waiting, and
-/// then cost no task), spawned only if it has to wait.
-pub(crate) fn run<O: Send + 'static>(mut fut: BoxFuture<O>, done: impl FnOnce(O) + Send + 'static) {
+/// then cost no task), spawned only if it has to wait, and then counted in `in_flight` until it
+/// is done.
+pub(crate) fn run<O: Send + 'static>(
+    mut fut: BoxFuture<O>,
+    in_flight: &Arc<InFlight>,
+    done: impl FnOnce(O) + Send + 'static,
+) {
     match (&mut fut).now_or_never() {
         Some(out) => done(out),
         None => {
-            tokio::spawn(async move { done(fut.await) });
+            let running = InFlight::enter(in_flight);
+            tokio::spawn(async move {
+                done(fut.await);
+                drop(running);
+            });
+        }
+    }
+}
+
+/// The handlers still running, so that a graceful shutdown can let them finish (and send the
+/// acks they owe) before closing connections.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One running handler; dropping it ends the count.
+pub(crate) struct Running(Arc<InFlight>);
+
+impl InFlight {
+    fn enter(this: &Arc<Self>) -> Running {
+        this.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Running(this.clone())
+    }
+
+    /// Resolves once no handler is running.
+    pub(crate) async fn idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.count.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.0.idle.notify_waiters();
         }
     }
 }

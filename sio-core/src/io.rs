@@ -231,9 +231,32 @@ impl SocketIo {
         }
     }
 
-    /// Closes every connection, telling clients the server is going away.
+    /// Closes every connection, telling clients the server is going away (they reconnect, to
+    /// another node behind a load balancer), and refuses new ones.
     pub fn close(&self) {
         self.engine.close_all();
+    }
+
+    /// Shuts down gracefully, for SIGTERM: refuses new connections at once (HTTP 503), lets
+    /// the handlers that are running finish for at most `grace` (so the acks they owe reach
+    /// their clients), then closes every connection as [`close`](Self::close) does and leaves
+    /// the cluster (a Redis backend unsubscribes, so other nodes stop counting this one).
+    ///
+    /// ```no_run
+    /// # async fn f(io: sio_core::SocketIo) {
+    /// io.shutdown(std::time::Duration::from_secs(5)).await;
+    /// # }
+    /// ```
+    pub async fn shutdown(&self, grace: Duration) {
+        self.engine.stop_accepting();
+        let idle = self.inner.shared.in_flight.idle();
+        if tokio::time::timeout(grace, idle).await.is_err() {
+            tracing::warn!(?grace, "handlers still running at shutdown; closing anyway");
+        }
+        self.engine.close_all();
+        if let Some(backend) = &self.inner.shared.backend {
+            backend.close();
+        }
     }
 }
 
@@ -352,6 +375,7 @@ impl SocketIoBuilder {
     pub fn build(self) -> SocketIo {
         let shared = Arc::new(Shared {
             state: self.state,
+            in_flight: Arc::default(),
             ack_timeout: self.config.ack_timeout,
             recovery: self.config.recovery.clone(),
             parser: self.config.parser,

@@ -21,7 +21,9 @@ use crate::emit::frames;
 use crate::engine::Sid;
 use crate::extensions::Extensions;
 use crate::extract::Context;
-use crate::handler::{ConnectError, Erased, Handler, HandlerResult, MiddlewareResult, erase, run};
+use crate::handler::{
+    ConnectError, Erased, Handler, HandlerResult, InFlight, MiddlewareResult, erase, run,
+};
 use crate::parser::Parser;
 use crate::parser::{Packet, PacketData};
 use crate::recovery::{Recovery, RecoveryConfig, Session};
@@ -297,6 +299,8 @@ impl EventDispatch {
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub(crate) state: Extensions,
+    /// Handlers still running (see `SocketIo::shutdown`).
+    pub(crate) in_flight: Arc<InFlight>,
     pub(crate) ack_timeout: Duration,
     pub(crate) recovery: Option<RecoveryConfig>,
     pub(crate) parser: Parser,
@@ -693,7 +697,7 @@ fn call(handler: &EventHandler, mut ctx: Context, what: &str) {
             let target = client_ack.unwrap_or_else(|| AckTarget::Server(ctx.server_ack.take()));
             let reply_to = AckSender::new(target, ctx.acked.clone());
             let what = what.to_owned();
-            run(fut, move |reply| {
+            run(fut, &ctx.shared.in_flight, move |reply| {
                 let args = match reply {
                     Ok(Some(args)) => args,
                     Ok(None) => return,

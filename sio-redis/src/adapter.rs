@@ -161,6 +161,10 @@ impl Backend for RedisAdapter {
         }
     }
 
+    fn close(&self) {
+        self.inner.subscriber.close();
+    }
+
     fn rooms_changed(&self, ns: &str, created: &[Room], deleted: &[Room]) {
         // Sharded pub/sub has no patterns: a node listens on the channel of each room it has,
         // socket-id rooms too (Node sends to those of sio's 22-character ids by room channel).

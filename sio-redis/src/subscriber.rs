@@ -45,6 +45,8 @@ enum Command {
     Unsubscribe(Subscription),
     /// Answer once every subscription asked for before is confirmed.
     Confirmed(oneshot::Sender<()>),
+    /// Close the connection for good (Redis then drops its subscriptions).
+    Close,
 }
 
 /// The handle of the subscriber task. Messages arrive on the channel given to [`start`].
@@ -77,6 +79,11 @@ impl Subscriber {
 
     pub(crate) fn unsubscribe(&self, subscription: Subscription) {
         let _ = self.commands.send(Command::Unsubscribe(subscription));
+    }
+
+    /// Closes the connection for good: this node stops receiving and stops being counted.
+    pub(crate) fn close(&self) {
+        let _ = self.commands.send(Command::Close);
     }
 
     /// Waits until Redis has confirmed every subscription asked for so far.
@@ -134,7 +141,7 @@ async fn run(
             tokio::select! {
                 () = &mut sleep => break,
                 command = commands.recv() => match command {
-                    None => return,
+                    None | Some(Command::Close) => return,
                     Some(command) => apply(command, &mut subscriptions, &mut waiters),
                 },
             }
@@ -157,10 +164,13 @@ fn apply(
             subscriptions.remove(&s);
         }
         Command::Confirmed(waiter) => waiters.push(waiter),
+        // Handled by the caller.
+        Command::Close => {}
     }
 }
 
 enum Ended {
+    /// The handle was dropped or asked to close.
     HandleDropped,
     Failed(String),
 }
@@ -267,6 +277,9 @@ async fn serve(
             }
             command = commands.recv() => {
                 let Some(command) = command else { return Ended::HandleDropped };
+                if matches!(command, Command::Close) {
+                    return Ended::HandleDropped;
+                }
                 let bytes = match command {
                     Command::Confirmed(waiter) => {
                         waiters.push(waiter);
@@ -290,6 +303,7 @@ async fn serve(
                         }
                         s.command(false)
                     }
+                    Command::Close => continue,
                 };
                 if let Err(e) = stream.write_all(&bytes).await {
                     return failed(e);

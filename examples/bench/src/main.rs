@@ -77,9 +77,10 @@ async fn main() -> std::io::Result<()> {
     let handle = server.handle();
     actix_web::rt::spawn(async move {
         stop_signal().await;
-        // Every session gets a close packet, which clients treat as a lost connection: they
-        // reconnect (to another node behind a load balancer).
-        io.close();
+        // New connections are refused, running handlers get up to 5 s to send the acks they
+        // owe, then every session gets a close packet, which clients treat as a lost
+        // connection: they reconnect (to another node behind a load balancer).
+        io.shutdown(std::time::Duration::from_secs(5)).await;
         handle.stop(true).await;
     });
     server.await

@@ -189,4 +189,8 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     fn rooms_changed(&self, ns: &str, created: &[Room], deleted: &[Room]) {
         let _ = (ns, created, deleted);
     }
+
+    /// Leaves the cluster: this node stops receiving and stops being counted. Called by
+    /// [`SocketIo::shutdown`](crate::SocketIo::shutdown); the default does nothing.
+    fn close(&self) {}
 }

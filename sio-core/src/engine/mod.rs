@@ -224,12 +224,17 @@ impl<H: Handler> Engine<H> {
         Ok(())
     }
 
-    /// Closes every session, telling each client the server is going away, and refuses new
-    /// ones (HTTP 503) from now on.
-    pub fn close_all(&self) {
+    /// Refuses new sessions (HTTP 503) from now on; open ones go on.
+    pub fn stop_accepting(&self) {
         self.inner
             .accepting
             .store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Closes every session, telling each client the server is going away, and refuses new
+    /// ones (HTTP 503) from now on.
+    pub fn close_all(&self) {
+        self.stop_accepting();
         let sockets: Vec<_> = self.sessions().values().cloned().collect();
         for socket in sockets {
             socket.close(CloseReason::ServerShutdown);
