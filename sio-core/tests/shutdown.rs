@@ -44,7 +44,9 @@ async fn shutdown_lets_running_handlers_answer_then_closes() {
     let mut ws = ws_open(&addr).await;
     ws.send(Message::Text("40".into())).await.unwrap();
     assert!(next_text(&mut ws).await.starts_with("40{"));
-    ws.send(Message::Text(r#"421["slow"]"#.into())).await.unwrap();
+    ws.send(Message::Text(r#"421["slow"]"#.into()))
+        .await
+        .unwrap();
     // Let the handler start, then shut down while it runs.
     actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     let io = slot.get().unwrap().clone();
@@ -54,11 +56,17 @@ async fn shutdown_lets_running_handlers_answer_then_closes() {
     // No new session while shutting down.
     let handshake = format!("http://{addr}/socket.io/?EIO=4&transport=polling");
     let res = awc::Client::default().get(handshake).send().await.unwrap();
-    assert_eq!(res.status(), actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        res.status(),
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE
+    );
     // The running handler's answer arrives, then the close packet.
     assert_eq!(next_text(&mut ws).await, r#"431["done"]"#);
     assert_eq!(next_text(&mut ws).await, "1");
     shutdown.await.unwrap();
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
 }

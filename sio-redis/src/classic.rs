@@ -511,6 +511,34 @@ mod tests {
         assert_eq!(channels.kind("/other", "socket.io#/#"), None);
     }
 
+    proptest::proptest! {
+        /// Whatever another process publishes, reading it gives a message or an error.
+        #[test]
+        fn any_bytes_decode_or_error(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96)) {
+            let _ = Broadcast::decode(&bytes);
+            let _ = Envelope::decode(&bytes);
+            let _ = Response::decode(&bytes);
+            let _ = crate::sharded::decode(&bytes);
+        }
+
+        /// Broadcasts survive a round trip, whatever the rooms and arguments.
+        #[test]
+        fn broadcasts_round_trip(
+            rooms in proptest::collection::vec("[a-z #ü]{0,8}", 0..3),
+            text in ".{0,16}",
+            n in proptest::prelude::any::<i64>(),
+            volatile in proptest::prelude::any::<bool>(),
+        ) {
+            let broadcast = Broadcast {
+                uid: "abcdef".into(),
+                packet: sio_core::parser::Packet::event("/", "e", &(text, n), vec![]).unwrap(),
+                opts: BroadcastOptions { rooms, ..Default::default() },
+                volatile,
+            };
+            proptest::prop_assert_eq!(Broadcast::decode(&broadcast.encode()).unwrap(), broadcast);
+        }
+    }
+
     #[test]
     fn hostile_messages_are_errors() {
         assert!(Broadcast::decode(b"\x92\xa1a\xa1b").is_err());
