@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
-use bb8_redis::RedisConnectionManager;
 use futures_util::StreamExt as _;
 use sio_core::{
     AdapterError, Backend, BackendFuture, ClusterRequest, ClusterResponse, RequestHandler, Room,
@@ -28,6 +27,7 @@ use crate::error::Error;
 use crate::message::{Broadcast, Envelope, Request, Response};
 use crate::sharded;
 use crate::subscriber::{self, Subscriber, Subscription};
+use crate::target::{Connections, Target};
 use crate::wire::WireError;
 
 /// A sio cluster backend over Redis, wire-compatible with Node's `@socket.io/redis-adapter`
@@ -55,7 +55,7 @@ struct Inner {
     /// This node's id in the protocol (6 characters, as Node's).
     uid: String,
     wire: Wire,
-    pool: bb8_redis::bb8::Pool<RedisConnectionManager>,
+    pool: bb8_redis::bb8::Pool<Connections>,
     publisher: mpsc::Sender<(String, Vec<u8>)>,
     subscriber: Subscriber,
     namespaces: RwLock<HashMap<String, Weak<dyn RequestHandler>>>,
@@ -94,13 +94,12 @@ impl RedisAdapter {
 
     /// An adapter with the given configuration.
     pub fn new(config: RedisConfig) -> Result<Self, Error> {
-        let client = redis::Client::open(config.url.as_str()).map_err(Error::Url)?;
-        let info = client.get_connection_info().clone();
+        let target = Target::parse(&config.url)?;
         let (messages, received) = mpsc::unbounded_channel();
-        let subscriber = subscriber::start(info.clone(), messages);
+        let subscriber = subscriber::start(target.clone(), messages);
         let pool = bb8_redis::bb8::Pool::builder()
             .connection_timeout(Duration::from_millis(500))
-            .build_unchecked(RedisConnectionManager::new(info).map_err(Error::Url)?);
+            .build_unchecked(Connections::new(target));
         let (publisher, queue) = mpsc::channel(config.queue_size);
         let inner = Arc::new(Inner {
             uid: random_id(),
@@ -247,7 +246,7 @@ impl Inner {
         let counts: Vec<(String, usize)> = self
             .wire
             .count_command(ns)
-            .query_async(&mut *conn)
+            .query_async(&mut conn.inner)
             .await
             .map_err(unavailable)?;
         Ok(counts.first().map_or(0, |(_, n)| *n).max(1))
@@ -645,7 +644,7 @@ impl Gathered {
 
 /// Publishes queued messages in order, as one pipeline per batch.
 async fn publish_loop(
-    pool: bb8_redis::bb8::Pool<RedisConnectionManager>,
+    pool: bb8_redis::bb8::Pool<Connections>,
     mut queue: mpsc::Receiver<(String, Vec<u8>)>,
     command: &'static str,
     inner: Weak<Inner>,
@@ -659,7 +658,7 @@ async fn publish_loop(
         }
         let result = match pool.get().await {
             Ok(mut conn) => pipe
-                .query_async::<()>(&mut *conn)
+                .query_async::<()>(&mut conn.inner)
                 .await
                 .map_err(|e| e.to_string()),
             Err(err) => Err(err.to_string()),

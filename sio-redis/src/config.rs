@@ -24,8 +24,11 @@ pub(crate) enum Mode {
 }
 
 impl RedisConfig {
-    /// The Redis server at `url` (`redis://[user:password@]host:port[/db]`, `rediss://` for
-    /// TLS is not built in).
+    /// The Redis server at `url`: `redis://[user:password@]host:port[/db]`, or the master a
+    /// Redis Sentinel deployment names,
+    /// `redis+sentinel://[user:password@]host:port[,host:port...]/master-name[/db]` (asked
+    /// again on every reconnection, so a failover is followed; the credentials are the
+    /// master's). TLS (`rediss://`) is not built in.
     pub fn new(url: impl Into<String>) -> Self {
         RedisConfig {
             url: url.into(),

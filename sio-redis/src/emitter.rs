@@ -2,7 +2,6 @@
 //! protocol of `@socket.io/redis-emitter`: sio and Node servers on the same Redis deliver
 //! what it sends.
 
-use bb8_redis::RedisConnectionManager;
 use bb8_redis::bb8::Pool;
 use bytes::Bytes;
 use serde::Serialize;
@@ -13,6 +12,7 @@ use crate::classic::Channels;
 use crate::config::RedisConfig;
 use crate::error::Error;
 use crate::message::{Broadcast, Envelope, Request};
+use crate::target::{Connections, Target};
 
 /// The uid every server knows the emitter by.
 const EMITTER_UID: &str = "emitter";
@@ -33,7 +33,7 @@ const EMITTER_UID: &str = "emitter";
 /// ```
 #[derive(Clone)]
 pub struct Emitter {
-    pool: Pool<RedisConnectionManager>,
+    pool: Pool<Connections>,
     channels: Channels,
     ns: String,
     opts: BroadcastOptions,
@@ -58,9 +58,8 @@ impl Emitter {
 
     /// An emitter with the given configuration (the key prefix must be the servers').
     pub fn new(config: RedisConfig) -> Result<Self, Error> {
-        let manager = RedisConnectionManager::new(config.url.as_str()).map_err(Error::Url)?;
         Ok(Emitter {
-            pool: Pool::builder().build_unchecked(manager),
+            pool: Pool::builder().build_unchecked(Connections::new(Target::parse(&config.url)?)),
             channels: Channels::new(config.key),
             ns: "/".into(),
             opts: BroadcastOptions::default(),
@@ -198,7 +197,7 @@ impl Emitter {
         redis::cmd("PUBLISH")
             .arg(channel)
             .arg(message)
-            .query_async::<()>(&mut *conn)
+            .query_async::<()>(&mut conn.inner)
             .await?;
         Ok(())
     }

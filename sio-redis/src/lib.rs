@@ -45,6 +45,7 @@ mod message;
 mod resp;
 mod sharded;
 mod subscriber;
+mod target;
 mod wire;
 
 pub use adapter::{RedisAdapter, RedisStats};

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use redis::{ConnectionAddr, ConnectionInfo};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::resp::{self, Frame};
+use crate::target::Target;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::sync::{mpsc, oneshot};
 
 /// A subscription, by its command.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -61,14 +62,14 @@ struct State {
 
 /// Starts the subscriber task; it ends when the [`Subscriber`] is dropped.
 pub(crate) fn start(
-    info: ConnectionInfo,
+    target: Target,
     messages: mpsc::UnboundedSender<(String, Vec<u8>)>,
 ) -> Subscriber {
     let (commands, rx) = mpsc::unbounded_channel();
     let state = Arc::new(State {
         reconnects: AtomicU64::new(0),
     });
-    tokio::spawn(run(info, rx, messages, state.clone()));
+    tokio::spawn(run(target, rx, messages, state.clone()));
     Subscriber { commands, state }
 }
 
@@ -102,7 +103,7 @@ impl Subscriber {
 
 /// Connects, subscribes, reads; again after every failure, until the handle is dropped.
 async fn run(
-    info: ConnectionInfo,
+    target: Target,
     mut commands: mpsc::UnboundedReceiver<Command>,
     messages: mpsc::UnboundedSender<(String, Vec<u8>)>,
     state: Arc<State>,
@@ -111,11 +112,21 @@ async fn run(
     let mut waiters = Vec::new();
     let mut delay = Duration::from_millis(50);
     loop {
-        match connect(&info).await {
-            Ok(stream) => {
+        // A Sentinel target may name another master after a failover.
+        let connected = match target.resolve().await {
+            Ok(info) => connect(&info).await.map(|stream| (stream, info)),
+            Err(err) => Err(err),
+        };
+        match connected {
+            Ok((stream, info)) => {
                 delay = Duration::from_millis(50);
+                let at = Connected {
+                    target: &target,
+                    info: &info,
+                };
                 let ended = serve(
                     stream,
+                    at,
                     &mut subscriptions,
                     &mut waiters,
                     &mut commands,
@@ -221,8 +232,29 @@ async fn connect(info: &ConnectionInfo) -> Result<Box<dyn Stream>, String> {
 
 /// Subscribes to everything on a fresh connection, then forwards messages and takes new
 /// subscriptions until the connection fails or the handle is dropped.
+/// Where the connection went, so that it can tell when a Sentinel names another master.
+#[derive(Clone, Copy)]
+struct Connected<'a> {
+    target: &'a Target,
+    info: &'a ConnectionInfo,
+}
+
+impl Connected<'_> {
+    /// Whether the target now names another server (after a failover).
+    async fn moved(&self) -> bool {
+        if !self.target.moves() {
+            return false;
+        }
+        match self.target.resolve().await {
+            Ok(now) => now.addr() != self.info.addr(),
+            Err(_) => false,
+        }
+    }
+}
+
 async fn serve(
     mut stream: Box<dyn Stream>,
+    at: Connected<'_>,
     subscriptions: &mut BTreeSet<Subscription>,
     waiters: &mut Vec<oneshot::Sender<()>>,
     commands: &mut mpsc::UnboundedReceiver<Command>,
@@ -317,6 +349,10 @@ async fn serve(
                 }
                 if let Err(e) = stream.write_all(&redis::cmd("PING").get_packed_command()).await {
                     return failed(e);
+                }
+                // The old master of a failover keeps its clients: leave it for the new one.
+                if at.moved().await {
+                    return Ended::Failed("the master moved".into());
                 }
             }
         }

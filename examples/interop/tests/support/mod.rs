@@ -36,10 +36,23 @@ impl Redis {
         Self::start_on(free_port())
     }
 
+    /// A replica of the server on `master`, on a free port.
+    pub(crate) fn start_replica_of(master: u16) -> Self {
+        Self::spawn(
+            free_port(),
+            &["--replicaof", "127.0.0.1", &master.to_string()],
+        )
+    }
+
     /// A server on `port` (again, after a stop: the outage test).
     pub(crate) fn start_on(port: u16) -> Self {
+        Self::spawn(port, &[])
+    }
+
+    fn spawn(port: u16, extra: &[&str]) -> Self {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(extra)
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .spawn()
