@@ -27,7 +27,7 @@ use crate::error::Error;
 use crate::message::{Broadcast, Envelope, Request, Response};
 use crate::sharded;
 use crate::subscriber::{self, Subscriber, Subscription};
-use crate::target::{Connections, Target};
+use crate::target::{Connections, Target, node_info};
 use crate::wire::WireError;
 
 /// A sio cluster backend over Redis, wire-compatible with Node's `@socket.io/redis-adapter`
@@ -58,6 +58,7 @@ struct Inner {
     pool: bb8_redis::bb8::Pool<Connections>,
     publisher: mpsc::Sender<(String, Vec<u8>)>,
     subscriber: Subscriber,
+    target: Target,
     namespaces: RwLock<HashMap<String, Weak<dyn RequestHandler>>>,
     /// Requests of this node waiting for answers, by request id.
     pending: Mutex<HashMap<String, mpsc::UnboundedSender<Response>>>,
@@ -95,11 +96,17 @@ impl RedisAdapter {
     /// An adapter with the given configuration.
     pub fn new(config: RedisConfig) -> Result<Self, Error> {
         let target = Target::parse(&config.url)?;
+        if config.mode == Mode::Sharded && matches!(target, Target::Cluster { .. }) {
+            // Sharded pub/sub on a cluster routes each channel to the node owning its slot.
+            return Err(Error::Unsupported(
+                "the sharded protocol over Redis Cluster (use the classic one)",
+            ));
+        }
         let (messages, received) = mpsc::unbounded_channel();
         let subscriber = subscriber::start(target.clone(), messages);
         let pool = bb8_redis::bb8::Pool::builder()
             .connection_timeout(Duration::from_millis(500))
-            .build_unchecked(Connections::new(target));
+            .build_unchecked(Connections::new(target.clone()));
         let (publisher, queue) = mpsc::channel(config.queue_size);
         let inner = Arc::new(Inner {
             uid: random_id(),
@@ -110,6 +117,7 @@ impl RedisAdapter {
             pool: pool.clone(),
             publisher,
             subscriber,
+            target,
             namespaces: RwLock::default(),
             pending: Mutex::default(),
             stats: Counters::default(),
@@ -243,13 +251,30 @@ impl Inner {
     /// to, this one included.
     async fn server_count(&self, ns: &str) -> Result<usize, AdapterError> {
         let mut conn = self.pool.get().await.map_err(unavailable)?;
-        let counts: Vec<(String, usize)> = self
-            .wire
-            .count_command(ns)
-            .query_async(&mut conn.inner)
-            .await
-            .map_err(unavailable)?;
-        Ok(counts.first().map_or(0, |(_, n)| *n).max(1))
+        let count = self.wire.count_command(ns);
+        let total = match &self.target {
+            // Each node of a Redis Cluster counts only its own subscribers.
+            Target::Cluster { settings, .. } => {
+                let nodes: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async(&mut conn.inner)
+                    .await
+                    .map_err(unavailable)?;
+                let mut total = 0;
+                for (host, port) in cluster_nodes(&nodes) {
+                    let info = node_info(&host, port, settings).map_err(unavailable)?;
+                    let mut node = redis::Client::open(info)
+                        .map_err(unavailable)?
+                        .get_multiplexed_async_connection()
+                        .await
+                        .map_err(unavailable)?;
+                    total += subscribers(&count, &mut node).await?;
+                }
+                total
+            }
+            _ => subscribers(&count, &mut conn.inner).await?,
+        };
+        Ok(total.max(1))
     }
 
     /// Publishes a request and gathers the answers of every other node, or those that arrive
@@ -550,6 +575,35 @@ impl Wire {
     }
 }
 
+/// The subscriber count a `PUBSUB NUMSUB`/`SHARDNUMSUB` command answers.
+async fn subscribers(
+    count: &redis::Cmd,
+    conn: &mut impl redis::aio::ConnectionLike,
+) -> Result<usize, AdapterError> {
+    let counts: Vec<(String, usize)> = count.query_async(conn).await.map_err(unavailable)?;
+    Ok(counts.first().map_or(0, |(_, n)| *n))
+}
+
+/// The reachable nodes of a `CLUSTER NODES` answer (`<id> <ip:port@cport> <flags> ...`).
+fn cluster_nodes(text: &str) -> Vec<(String, u16)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let addr = fields.nth(1)?;
+            let flags = fields.next()?;
+            if flags
+                .split(',')
+                .any(|f| f == "fail" || f == "noaddr" || f == "handshake")
+            {
+                return None;
+            }
+            let addr = addr.split(['@', ',']).next()?;
+            let (host, port) = addr.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
+}
+
 /// The wire form of an operation for other nodes; `None` for those that are not requests.
 fn to_wire(request: ClusterRequest, request_id: Option<String>) -> Option<Request> {
     Some(match request {
@@ -717,6 +771,22 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_nodes_are_read() {
+        let text = "a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460\n\
+                    b2 127.0.0.1:7001@17001,host master - 0 0 2 connected 5461-10922\n\
+                    c3 127.0.0.1:7002@17002 master,fail - 0 0 3 disconnected\n\
+                    d4 10.0.0.9:7003@17003 slave a1 0 0 1 connected\n";
+        assert_eq!(
+            cluster_nodes(text),
+            vec![
+                ("127.0.0.1".to_owned(), 7000),
+                ("127.0.0.1".to_owned(), 7001),
+                ("10.0.0.9".to_owned(), 7003)
+            ]
+        );
+    }
 
     #[test]
     fn ids_look_like_nodes() {

@@ -28,7 +28,10 @@ impl RedisConfig {
     /// Redis Sentinel deployment names,
     /// `redis+sentinel://[user:password@]host:port[,host:port...]/master-name[/db]` (asked
     /// again on every reconnection, so a failover is followed; the credentials are the
-    /// master's). TLS (`rediss://`) is not built in.
+    /// master's), or a Redis Cluster by some of its nodes,
+    /// `redis+cluster://[user:password@]host:port[,host:port...]` (classic protocol: its pub/sub
+    /// reaches every node of the cluster, so one node at a time is used). TLS (`rediss://`) is
+    /// not built in.
     pub fn new(url: impl Into<String>) -> Self {
         RedisConfig {
             url: url.into(),

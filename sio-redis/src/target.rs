@@ -17,6 +17,10 @@ use crate::resp::{self, Frame};
 /// `redis+sentinel://[user:password@]host:port[,host:port...]/master-name[/db]`.
 const SENTINEL_SCHEME: &str = "redis+sentinel://";
 
+/// The URL scheme of a Redis Cluster, by some of its nodes:
+/// `redis+cluster://[user:password@]host:port[,host:port...]`.
+const CLUSTER_SCHEME: &str = "redis+cluster://";
+
 /// How to reach the Redis server.
 #[derive(Debug, Clone)]
 pub(crate) enum Target {
@@ -27,25 +31,28 @@ pub(crate) enum Target {
         /// Credentials and database of the master.
         settings: RedisConnectionInfo,
     },
+    /// A Redis Cluster: classic pub/sub reaches every node of it, so any node will do.
+    Cluster {
+        seeds: Vec<(String, u16)>,
+        settings: RedisConnectionInfo,
+    },
 }
 
 impl Target {
     pub(crate) fn parse(url: &str) -> Result<Self, Error> {
+        if let Some(rest) = url.strip_prefix(CLUSTER_SCHEME) {
+            let (auth, hosts) = split_auth(rest);
+            return Ok(Target::Cluster {
+                seeds: host_list(hosts.trim_end_matches('/'), 6379)?,
+                settings: settings(auth, None)?,
+            });
+        }
         let Some(rest) = url.strip_prefix(SENTINEL_SCHEME) else {
             return Ok(Target::Direct(
                 url.into_connection_info().map_err(Error::Url)?,
             ));
         };
-        let invalid = |why: &'static str| {
-            Error::Url(RedisError::from((
-                redis::ErrorKind::InvalidClientConfig,
-                why,
-            )))
-        };
-        let (auth, rest) = match rest.rsplit_once('@') {
-            Some((auth, rest)) => (Some(auth), rest),
-            None => (None, rest),
-        };
+        let (auth, rest) = split_auth(rest);
         let (hosts, path) = rest.split_once('/').ok_or(invalid("no master name"))?;
         let (master, db) = match path.split_once('/') {
             Some((master, db)) => (master, Some(db)),
@@ -54,28 +61,10 @@ impl Target {
         if master.is_empty() {
             return Err(invalid("no master name"));
         }
-        let sentinels = hosts
-            .split(',')
-            .map(|host| {
-                let (name, port) = host.rsplit_once(':').unwrap_or((host, "26379"));
-                Ok((
-                    name.to_owned(),
-                    port.parse().map_err(|_| invalid("bad sentinel port"))?,
-                ))
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
-        // The master's credentials and database, read the way a redis:// URL gives them.
-        let auth = auth.map(|a| format!("{a}@")).unwrap_or_default();
-        let db = db.map(|d| format!("/{d}")).unwrap_or_default();
-        let settings = format!("redis://{auth}localhost{db}")
-            .into_connection_info()
-            .map_err(Error::Url)?
-            .redis_settings()
-            .clone();
         Ok(Target::Sentinel {
-            sentinels,
+            sentinels: host_list(hosts, 26379)?,
             master: master.to_owned(),
-            settings,
+            settings: settings(auth, db)?,
         })
     }
 
@@ -89,6 +78,7 @@ impl Target {
     pub(crate) async fn resolve(&self) -> Result<ConnectionInfo, String> {
         let (sentinels, master, settings) = match self {
             Target::Direct(info) => return Ok(info.clone()),
+            Target::Cluster { seeds, settings } => return first_reachable(seeds, settings).await,
             Target::Sentinel {
                 sentinels,
                 master,
@@ -99,16 +89,90 @@ impl Target {
         for (host, port) in sentinels {
             match ask_sentinel(host, *port, master).await {
                 Ok((master_host, master_port)) => {
-                    let info = format!("redis://{master_host}:{master_port}")
-                        .into_connection_info()
-                        .map_err(|e| e.to_string())?;
-                    return Ok(info.set_redis_settings(settings.clone()));
+                    return node_info(&master_host, master_port, settings);
                 }
                 Err(err) => last = format!("sentinel {host}:{port}: {err}"),
             }
         }
         Err(last)
     }
+}
+
+fn invalid(why: &'static str) -> Error {
+    Error::Url(RedisError::from((
+        redis::ErrorKind::InvalidClientConfig,
+        why,
+    )))
+}
+
+/// `user:password@rest` into the credentials and the rest.
+fn split_auth(rest: &str) -> (Option<&str>, &str) {
+    match rest.rsplit_once('@') {
+        Some((auth, rest)) => (Some(auth), rest),
+        None => (None, rest),
+    }
+}
+
+/// `host:port,host:port` (a missing port is `default_port`).
+fn host_list(hosts: &str, default_port: u16) -> Result<Vec<(String, u16)>, Error> {
+    hosts
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(|host| match host.rsplit_once(':') {
+            Some((name, port)) => Ok((
+                name.to_owned(),
+                port.parse().map_err(|_| invalid("bad port"))?,
+            )),
+            None => Ok((host.to_owned(), default_port)),
+        })
+        .collect::<Result<Vec<_>, Error>>()
+        .and_then(|hosts| {
+            if hosts.is_empty() {
+                Err(invalid("no host"))
+            } else {
+                Ok(hosts)
+            }
+        })
+}
+
+/// Credentials and database, read the way a `redis://` URL gives them.
+fn settings(auth: Option<&str>, db: Option<&str>) -> Result<RedisConnectionInfo, Error> {
+    let auth = auth.map(|a| format!("{a}@")).unwrap_or_default();
+    let db = db.map(|d| format!("/{d}")).unwrap_or_default();
+    Ok(format!("redis://{auth}localhost{db}")
+        .into_connection_info()
+        .map_err(Error::Url)?
+        .redis_settings()
+        .clone())
+}
+
+/// The first of `hosts` that accepts a connection.
+async fn first_reachable(
+    hosts: &[(String, u16)],
+    settings: &RedisConnectionInfo,
+) -> Result<ConnectionInfo, String> {
+    let mut last = String::from("no host");
+    for (host, port) in hosts {
+        let connect = tokio::net::TcpStream::connect((host.as_str(), *port));
+        match tokio::time::timeout(Duration::from_secs(1), connect).await {
+            Ok(Ok(_)) => return node_info(host, *port, settings),
+            Ok(Err(err)) => last = format!("{host}:{port}: {err}"),
+            Err(_) => last = format!("{host}:{port}: timed out"),
+        }
+    }
+    Err(last)
+}
+
+/// The connection info of one node, with the target's credentials.
+pub(crate) fn node_info(
+    host: &str,
+    port: u16,
+    settings: &RedisConnectionInfo,
+) -> Result<ConnectionInfo, String> {
+    Ok(format!("redis://{host}:{port}")
+        .into_connection_info()
+        .map_err(|e| e.to_string())?
+        .set_redis_settings(settings.clone()))
 }
 
 /// `SENTINEL get-master-addr-by-name`, over a short-lived connection.
@@ -266,6 +330,16 @@ mod tests {
             Target::Direct(_)
         ));
         assert!(Target::parse("redis+sentinel://a:1/").is_err());
+        let Target::Cluster { seeds, settings } =
+            Target::parse("redis+cluster://u:pw@a:7000,b").unwrap()
+        else {
+            panic!("not a cluster target");
+        };
+        assert_eq!(seeds, vec![("a".into(), 7000), ("b".into(), 6379)]);
+        assert_eq!(
+            (settings.username(), settings.password()),
+            (Some("u"), Some("pw"))
+        );
         assert!(Target::parse("redis+sentinel://a:x/m").is_err());
     }
 

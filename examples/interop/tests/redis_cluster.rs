@@ -1,0 +1,104 @@
+//! sio nodes on a three-node Redis Cluster (`redis+cluster://`), each connected to a different
+//! cluster node: classic pub/sub crosses the cluster bus, and the server count adds up the
+//! subscribers of every cluster node.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Kind, free_port, run_checker, start_node};
+
+/// Cluster-enabled `redis-server`s in a temporary folder, killed on drop.
+struct Cluster {
+    nodes: Vec<(Child, u16)>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.nodes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn redis_cli(args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(args)
+        .output()
+        .expect("redis-cli is not installed");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn start_cluster() -> Cluster {
+    let dir = std::env::temp_dir().join(format!("sio-redis-cluster-{}", free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cluster = Cluster {
+        nodes: Vec::new(),
+        dir: dir.clone(),
+    };
+    for _ in 0..3 {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is not installed (scripts/test installs it)");
+        cluster.nodes.push((child, port));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (_, port) in &cluster.nodes {
+        while !redis_cli(&["-p", &port.to_string(), "PING"]).contains("PONG") {
+            assert!(Instant::now() < deadline, "a cluster node did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let mut create = vec!["--cluster".to_owned(), "create".to_owned()];
+    create.extend(cluster.nodes.iter().map(|(_, p)| format!("127.0.0.1:{p}")));
+    create.push("--cluster-yes".to_owned());
+    let args: Vec<&str> = create.iter().map(String::as_str).collect();
+    let out = redis_cli(&args);
+    assert!(out.contains("[OK]"), "cluster create failed:\n{out}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (_, port) in &cluster.nodes {
+        while !redis_cli(&["-p", &port.to_string(), "CLUSTER", "INFO"]).contains("cluster_state:ok")
+        {
+            assert!(Instant::now() < deadline, "the cluster did not settle");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    cluster
+}
+
+#[test]
+fn nodes_on_different_cluster_nodes_act_as_one() {
+    let cluster = start_cluster();
+    let port = |i: usize| cluster.nodes[i].1;
+    let a = start_node(
+        Kind::Sio,
+        "A",
+        &format!("redis+cluster://127.0.0.1:{}", port(0)),
+    );
+    let b = start_node(
+        Kind::Sio,
+        "B",
+        &format!(
+            "redis+cluster://127.0.0.1:{},127.0.0.1:{}",
+            port(1),
+            port(2)
+        ),
+    );
+    let emitter_redis = format!("redis://127.0.0.1:{}", port(2));
+    let (ok, output) = run_checker(a.port, b.port, &emitter_redis, "classic");
+    println!("{output}");
+    assert!(ok, "on a Redis Cluster:\n{output}");
+}
