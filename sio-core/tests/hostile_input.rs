@@ -222,3 +222,96 @@ async fn the_same_poll_from_many_clients_at_once_is_refused_cleanly() {
     }
     still_serves(&mut victim, 300).await;
 }
+
+/// Sends raw bytes on a fresh TCP connection and reads what comes back (at most 2 s).
+async fn raw(addr: &str, bytes: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = tcp.write_all(bytes).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), tcp.read_to_end(&mut out)).await;
+    out
+}
+
+/// A client WebSocket frame (masked, as RFC 6455 requires of clients).
+fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        n @ 0..=125 => frame.push(0x80 | n as u8),
+        n => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+#[actix_web::test]
+async fn raw_tcp_abuse_costs_only_its_connection() {
+    use tokio::io::AsyncWriteExt as _;
+    let addr = server();
+    let mut victim = ws_client(&addr).await;
+    let handshake = "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n\
+                     Upgrade: websocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    // Huge headers: refused by the HTTP layer, never a crash.
+    let huge = format!(
+        "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(200_000)
+    );
+    let answer = raw(&addr, huge.as_bytes()).await;
+    let head = String::from_utf8_lossy(answer.get(..12).unwrap_or(&answer)).into_owned();
+    assert!(
+        answer.is_empty() || head.contains(" 4"),
+        "huge headers got {head:?}"
+    );
+    still_serves(&mut victim, 400).await;
+
+    // Invalid UTF-8 in a text frame: the connection is failed (1007), nobody else notices.
+    let mut bytes = handshake.as_bytes().to_vec();
+    bytes.extend(ws_frame(0x1, &[0xff, 0xfe, 0xfd]));
+    let answer = raw(&addr, &bytes).await;
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 101"));
+    still_serves(&mut victim, 401).await;
+
+    // An unmasked client frame and a frame with a reserved opcode: protocol errors.
+    for frame in [vec![0x81, 0x02, b'4', b'2'], ws_frame(0x3, b"x")] {
+        let mut bytes = handshake.as_bytes().to_vec();
+        bytes.extend(frame);
+        raw(&addr, &bytes).await;
+        still_serves(&mut victim, 402).await;
+    }
+
+    // Half-open connections: a request cut in the middle, a WebSocket that never reads. They
+    // hold a socket each, and nothing else.
+    let mut half = Vec::new();
+    for _ in 0..20 {
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        tcp.write_all(b"GET /socket.io/?EIO=4&transport=poll")
+            .await
+            .unwrap();
+        half.push(tcp);
+    }
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    silent.write_all(handshake.as_bytes()).await.unwrap();
+    silent.write_all(&ws_frame(0x1, b"40")).await.unwrap();
+    for n in 0..50 {
+        silent
+            .write_all(&ws_frame(
+                0x1,
+                format!("42[\"echo\",\"{}\"]", "x".repeat(100)).as_bytes(),
+            ))
+            .await
+            .unwrap();
+        if n % 10 == 0 {
+            still_serves(&mut victim, 403 + n).await;
+        }
+    }
+    still_serves(&mut victim, 460).await;
+    drop((half, silent));
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "the server panicked");
+}
