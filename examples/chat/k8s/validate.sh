@@ -40,7 +40,7 @@ for dir in "$@"; do
   dir="${dir%/}"
   file="$out/$(basename "$dir").yaml"
   "$kubectl" kustomize "$dir" >"$file"
-  echo "rendered $dir: $(grep -c '^kind:' "$file") resources"
+  echo "rendered ${dir#"$here"/}: $(grep -c '^kind:' "$file") resources"
   rendered+=("$file")
 done
 "$venv/bin/python" "$here/validate.py" "$kube_version" "${rendered[@]}"
