@@ -8,7 +8,7 @@ Each resource is checked against:
 - schemas/*.json for the custom resources listed in CRD_SCHEMAS (kubernetes-validate only knows
   built-in kinds, and would merely warn about them);
 - a few rules of this project that no schema states (pod security settings, probes, the order
-  of dependent environment variables).
+  of dependent environment variables, pinned images, one namespace per overlay).
 A kind that neither knows is an error, not a warning. Prints one line per failure and a
 summary; exits 1 on any failure.
 """
@@ -72,6 +72,11 @@ def policy_errors(resource):
             errors.append(f"{where}: readOnlyRootFilesystem must be true")
         if "ALL" not in sc.get("capabilities", {}).get("drop", []):
             errors.append(f"{where}: capabilities.drop must include ALL")
+        image = c.get("image", "")
+        tag = image.rsplit("/", 1)[-1].partition(":")[2]
+        if "@" not in image and tag in ("", "latest") and c.get("imagePullPolicy") != "Always":
+            # A node that has an older image under this tag would keep running it.
+            errors.append(f"{where}: image {image!r} has no fixed tag: pin one, or pull Always")
         if resource["kind"] != "Job":
             for probe in ("readinessProbe", "livenessProbe"):
                 if probe not in c:
@@ -94,6 +99,30 @@ def policy_errors(resource):
     return errors
 
 
+# Kinds that live outside namespaces (of those an overlay may hold).
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+
+
+def namespace_errors(resources):
+    """One overlay, one namespace: a resource without one would land in the default namespace,
+    away from the Services it refers to (kustomize sets it only on what it has seen when its
+    namespace transformer runs)."""
+    namespaces = {
+        r.get("metadata", {}).get("namespace")
+        for r in resources
+        if r.get("kind") not in CLUSTER_SCOPED
+    }
+    if len(namespaces) > 1 or None in namespaces:
+        missing = [
+            f"{r.get('kind')}/{r.get('metadata', {}).get('name')}"
+            for r in resources
+            if r.get("kind") not in CLUSTER_SCOPED and not r.get("metadata", {}).get("namespace")
+        ]
+        found = sorted(n for n in namespaces if n)
+        return [f"resources in namespaces {found}; without one: {missing or 'none'}"]
+    return []
+
+
 def main():
     version, files = sys.argv[1], sys.argv[2:]
     passed = failed = 0
@@ -102,6 +131,9 @@ def main():
             resources = [r for r in yaml.safe_load_all(f) if r]
         if not resources:
             print(f"FAIL {pathlib.Path(name).stem}: no resources")
+            failed += 1
+        for err in namespace_errors(resources):
+            print(f"FAIL {pathlib.Path(name).stem}: {err}")
             failed += 1
         for resource in resources:
             label = f"{pathlib.Path(name).stem}: {resource.get('kind')}/{resource.get('metadata', {}).get('name')}"
