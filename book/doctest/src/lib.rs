@@ -18,3 +18,12 @@ pub mod scaling {}
 
 #[doc = include_str!("../../src/redis.md")]
 pub mod redis {}
+
+#[doc = include_str!("../../src/deploying.md")]
+pub mod deploying {}
+
+#[doc = include_str!("../../src/from-node.md")]
+pub mod from_node {}
+
+#[doc = include_str!("../../src/from-flask.md")]
+pub mod from_flask {}
