@@ -91,7 +91,9 @@ async fn main() -> std::io::Result<()> {
             // Until the subscriptions are in place this node would miss the others' messages;
             // the log line below is what scripts wait for.
             adapter.ready().await;
-            tracing::info!(%node, redis = %url, "cluster node subscribed to Redis");
+            // The URL may carry a password (from a Kubernetes Secret): log only where it points.
+            let server = url.rsplit_once('@').map_or(url.as_str(), |(_, at)| at);
+            tracing::info!(%node, redis = %server, "cluster node subscribed to Redis");
         }
         None => tracing::info!(%node, "single node, in memory (set REDIS_URL for a cluster)"),
     }
