@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use crate::client::Client;
 use crate::emit::EmitError;
 use actix_web::dev::HttpServiceFactory;
 
-use crate::engine::{Engine, EngineConfig, EngineConfigBuilder};
+use crate::engine::{Engine, EngineConfig, EngineConfigBuilder, TrafficStats};
 use crate::extensions::Extensions;
 use crate::namespace::{Handlers, Namespace, Nsp, Shared};
 use crate::operators::{BroadcastOperators, RoomParam};
@@ -223,6 +224,34 @@ impl SocketIo {
         self.main().server_side_emit_with_ack(event, data).await
     }
 
+    /// Counters for monitoring (what a Prometheus `/metrics` route reports): Engine.IO
+    /// traffic, sockets per namespace on this node, handler errors.
+    ///
+    /// ```
+    /// let io = sio_core::SocketIo::builder().build();
+    /// let metrics = io.metrics();
+    /// assert_eq!(metrics.traffic.sessions, 0);
+    /// assert_eq!(metrics.sockets, vec![("/".to_owned(), 0)]);
+    /// ```
+    pub fn metrics(&self) -> Metrics {
+        let mut sockets: Vec<(String, usize)> = self
+            .inner
+            .read()
+            .iter()
+            .map(|(path, nsp)| (path.clone(), nsp.socket_count()))
+            .collect();
+        sockets.sort();
+        Metrics {
+            traffic: self.engine.traffic(),
+            sockets,
+            handler_errors: self
+                .inner
+                .shared
+                .handler_errors
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
     /// The number of nodes in the cluster (1 without a cluster backend).
     pub async fn server_count(&self) -> Result<usize, AdapterError> {
         match &self.inner.shared.backend {
@@ -258,6 +287,18 @@ impl SocketIo {
             backend.close();
         }
     }
+}
+
+/// What [`SocketIo::metrics`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Engine.IO sessions, packets and bytes.
+    pub traffic: TrafficStats,
+    /// Sockets connected on this node, by namespace.
+    pub sockets: Vec<(String, usize)>,
+    /// Handlers that returned an error (each answered its ack with `{"error": ...}`).
+    pub handler_errors: u64,
 }
 
 /// Builds a [`SocketIo`].
@@ -376,6 +417,7 @@ impl SocketIoBuilder {
         let shared = Arc::new(Shared {
             state: self.state,
             in_flight: Arc::default(),
+            handler_errors: AtomicU64::new(0),
             ack_timeout: self.config.ack_timeout,
             recovery: self.config.recovery.clone(),
             parser: self.config.parser,

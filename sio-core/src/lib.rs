@@ -65,7 +65,7 @@ pub use emit::EmitError;
 pub use extensions::Extensions;
 pub use extract::{Auth, Bin, Data, Event, State, TryData};
 pub use handler::{ConnectError, Handler, HandlerResult, MiddlewareResult};
-pub use io::{SocketIo, SocketIoBuilder, SocketIoConfig};
+pub use io::{Metrics, SocketIo, SocketIoBuilder, SocketIoConfig};
 pub use namespace::{HandlerService, Namespace};
 pub use operators::{BroadcastOperators, RoomParam};
 pub use recovery::RecoveryConfig;

@@ -301,6 +301,8 @@ pub(crate) struct Shared {
     pub(crate) state: Extensions,
     /// Handlers still running (see `SocketIo::shutdown`).
     pub(crate) in_flight: Arc<InFlight>,
+    /// Handlers that returned an error, for monitoring.
+    pub(crate) handler_errors: AtomicU64,
     pub(crate) ack_timeout: Duration,
     pub(crate) recovery: Option<RecoveryConfig>,
     pub(crate) parser: Parser,
@@ -564,6 +566,11 @@ impl Nsp {
         self.read().get(&sid).cloned()
     }
 
+    /// The number of sockets connected to this namespace on this node.
+    pub(crate) fn socket_count(&self) -> usize {
+        self.read().len()
+    }
+
     pub(crate) fn socket_ids(&self) -> Vec<Sid> {
         self.read().keys().copied().collect()
     }
@@ -697,11 +704,13 @@ fn call(handler: &EventHandler, mut ctx: Context, what: &str) {
             let target = client_ack.unwrap_or_else(|| AckTarget::Server(ctx.server_ack.take()));
             let reply_to = AckSender::new(target, ctx.acked.clone());
             let what = what.to_owned();
+            let shared = ctx.shared.clone();
             run(fut, &ctx.shared.in_flight, move |reply| {
                 let args = match reply {
                     Ok(Some(args)) => args,
                     Ok(None) => return,
                     Err(err) => {
+                        shared.handler_errors.fetch_add(1, AtomicOrdering::Relaxed);
                         tracing::warn!(target: "sio::handler", %socket, handler = %what, %err, "handler failed");
                         let mut error = serde_json::Map::new();
                         error.insert("error".into(), Value::String(err));

@@ -67,6 +67,8 @@ struct Inner {
 
 #[derive(Default)]
 struct Counters {
+    requests: AtomicU64,
+    request_micros: AtomicU64,
     published: AtomicU64,
     dropped: AtomicU64,
     received: AtomicU64,
@@ -85,6 +87,10 @@ pub struct RedisStats {
     pub dropped: u64,
     /// Messages received from other nodes.
     pub received: u64,
+    /// Requests this node made that wait for other nodes' answers (fetch, acks).
+    pub requests: u64,
+    /// Their total duration, in microseconds (divide by `requests` for the mean latency).
+    pub request_micros: u64,
 }
 
 impl RedisAdapter {
@@ -147,6 +153,8 @@ impl RedisAdapter {
             published: stats.published.load(Ordering::Relaxed),
             dropped: stats.dropped.load(Ordering::Relaxed),
             received: stats.received.load(Ordering::Relaxed),
+            requests: stats.requests.load(Ordering::Relaxed),
+            request_micros: stats.request_micros.load(Ordering::Relaxed),
         }
     }
 }
@@ -304,7 +312,8 @@ impl Inner {
         self.send(channel, message);
 
         let mut gathered = Gathered::default();
-        let deadline = tokio::time::Instant::now() + timeout;
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
         while !gathered.complete(others, is_broadcast) {
             match tokio::time::timeout_at(deadline, answers.recv()).await {
                 Ok(Some(answer)) => gathered.add(answer),
@@ -315,6 +324,11 @@ impl Inner {
                 }
             }
         }
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stats
+            .request_micros
+            .fetch_add(micros, Ordering::Relaxed);
         Ok(gathered.into_responses(is_broadcast))
     }
 

@@ -4,7 +4,9 @@
 //! - `/`: the page (HTML, CSS and JS, no build step), `/socket.io.min.js`: the official client;
 //! - `/socket.io/`: the Socket.IO endpoint, with connection state recovery on, so a page that
 //!   loses its connection for up to two minutes gets its socket id and rooms back;
-//! - `/health`: `{"ok":true,"node":NODE_NAME}`, for load balancer and orchestrator probes.
+//! - `/health`: `{"ok":true,"node":NODE_NAME}`, for load balancer and orchestrator probes;
+//! - `/metrics`: Prometheus metrics (sessions, sockets per namespace, packets and bytes,
+//!   handler errors, and the Redis adapter's publishes, receives, drops, reconnects, requests).
 //!
 //! Environment: `PORT` (3000), `HOST` (127.0.0.1), `NODE_NAME` (`chat-<PORT>`, shown in the
 //! page), `REDIS_URL` (unset: one node, in memory; set: a cluster node on the Redis adapter,
@@ -15,6 +17,7 @@
 
 mod assets;
 mod chat;
+mod metrics;
 
 use std::io::IsTerminal as _;
 use std::time::Duration;
@@ -64,6 +67,8 @@ async fn main() -> std::io::Result<()> {
         None => None,
     };
     let io = builder.build();
+    let metrics = metrics::Metrics::new(io.clone(), redis.as_ref().map(|(a, _)| a.clone()))
+        .map_err(std::io::Error::other)?;
 
     let app_io = io.clone();
     let app_node = node.clone();
@@ -77,6 +82,8 @@ async fn main() -> std::io::Result<()> {
                     async move { HttpResponse::Ok().json(body) }
                 }),
             )
+            .app_data(web::Data::new(metrics.clone()))
+            .route("/metrics", web::get().to(metrics::route))
             .configure(assets::routes)
             .service(app_io.service())
     })

@@ -52,6 +52,7 @@ pub use error::RequestError;
 pub use packet::{DecodeError, Frame, OpenPacket, Packet};
 pub use service::EngineService;
 pub use sid::{InvalidSid, Sid};
+use socket::Traffic;
 pub use socket::{CloseReason, Protocol, RequestInfo, SendError, Socket, TransportKind};
 
 /// A message from a client.
@@ -109,6 +110,24 @@ struct Inner<H: Handler> {
     handshake_tokens: std::sync::Mutex<TokenBucket>,
     /// Cleared by [`Engine::close_all`]: a server going away takes no new sessions.
     accepting: std::sync::atomic::AtomicBool,
+    traffic: Arc<Traffic>,
+}
+
+/// Counters of an [`Engine`]: Engine.IO packets and their payload bytes, in (from clients) and
+/// out (handed to a transport), control packets included; for monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TrafficStats {
+    /// Sessions open now.
+    pub sessions: usize,
+    /// Packets received.
+    pub packets_in: u64,
+    /// Payload bytes received.
+    pub bytes_in: u64,
+    /// Packets sent.
+    pub packets_out: u64,
+    /// Payload bytes sent.
+    pub bytes_out: u64,
 }
 
 /// A token bucket: `rate` tokens a second, at most one second's worth saved up.
@@ -167,6 +186,7 @@ impl<H: Handler> Engine<H> {
                     last: std::time::Instant::now(),
                 }),
                 accepting: std::sync::atomic::AtomicBool::new(true),
+                traffic: Arc::default(),
                 config,
                 node_id,
                 sessions: RwLock::new(HashMap::new()),
@@ -197,6 +217,19 @@ impl<H: Handler> Engine<H> {
     /// The number of open sessions.
     pub fn session_count(&self) -> usize {
         self.sessions().len()
+    }
+
+    /// What the sessions have received and sent so far.
+    pub fn traffic(&self) -> TrafficStats {
+        let t = &self.inner.traffic;
+        let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        TrafficStats {
+            sessions: self.session_count(),
+            packets_in: load(&t.packets_in),
+            bytes_in: load(&t.bytes_in),
+            packets_out: load(&t.packets_out),
+            bytes_out: load(&t.bytes_out),
+        }
     }
 
     /// Whether a new session may open now: the server is not closing, and the session and
@@ -268,6 +301,7 @@ impl<H: Handler> Engine<H> {
             request,
             protocol,
             H::Data::default(),
+            self.inner.traffic.clone(),
         ));
         self.inner
             .sessions
@@ -343,6 +377,12 @@ impl<H: Handler> Engine<H> {
 
     /// Acts on one packet from the client, on either transport.
     fn on_packet(&self, socket: &Arc<Socket<H::Data>>, packet: Packet) {
+        let bytes = match &packet {
+            Packet::Message(text) => text.len(),
+            Packet::Binary(data) => data.len(),
+            _ => 1,
+        };
+        self.inner.traffic.received(bytes);
         match packet {
             Packet::Message(text) => self.inner.handler.on_message(socket, Message::Text(text)),
             Packet::Binary(data) => self.inner.handler.on_message(socket, Message::Binary(data)),

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
 use tokio::time::Instant;
@@ -152,9 +152,27 @@ struct Queue {
     bytes: usize,
 }
 
+/// What an engine's sessions received and sent, in Engine.IO packets and payload bytes
+/// (control packets included).
+#[derive(Debug, Default)]
+pub(crate) struct Traffic {
+    pub(crate) packets_in: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) packets_out: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+}
+
+impl Traffic {
+    pub(crate) fn received(&self, bytes: usize) {
+        self.packets_in.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+}
+
 /// One Engine.IO session. `D` is the state the layer above keeps per session.
 pub struct Socket<D> {
     sid: Sid,
+    traffic: Arc<Traffic>,
     transport: AtomicU8,
     /// A WebSocket claimed the upgrade of this session (one at a time).
     probing: AtomicBool,
@@ -203,9 +221,11 @@ impl<D> Socket<D> {
         request: RequestInfo,
         protocol: Protocol,
         data: D,
+        traffic: Arc<Traffic>,
     ) -> Self {
         Socket {
             sid,
+            traffic,
             transport: AtomicU8::new(transport as u8),
             probing: AtomicBool::new(false),
             upgrading: AtomicBool::new(false),
@@ -316,6 +336,18 @@ impl<D> Socket<D> {
 
     /// Takes queued frames, up to `max_bytes` of polling payload (but at least one frame).
     pub(crate) fn drain(&self, max_bytes: usize) -> Vec<Frame> {
+        let out = self.take(max_bytes);
+        let bytes: usize = out.iter().map(Frame::payload_len).sum();
+        self.traffic
+            .packets_out
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
+        self.traffic
+            .bytes_out
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        out
+    }
+
+    fn take(&self, max_bytes: usize) -> Vec<Frame> {
         let mut queue = self.lock_queue();
         let mut out = Vec::new();
         let mut bytes = 0;
@@ -501,6 +533,7 @@ mod tests {
             RequestInfo::new(&req),
             Protocol::V4,
             (),
+            Arc::default(),
         )
     }
 
