@@ -27,3 +27,6 @@ pub mod from_node {}
 
 #[doc = include_str!("../../src/from-flask.md")]
 pub mod from_flask {}
+
+#[doc = include_str!("../../src/observability.md")]
+pub mod observability {}
