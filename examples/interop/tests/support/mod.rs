@@ -91,6 +91,23 @@ pub(crate) struct ClusterNode {
     pub(crate) port: u16,
 }
 
+impl ClusterNode {
+    /// Sends SIGTERM and waits (at most `limit`) for the process to exit; whether it did.
+    pub(crate) fn terminate(&mut self, limit: Duration) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
 impl Drop for ClusterNode {
     fn drop(&mut self) {
         let _ = self.child.kill();
