@@ -30,3 +30,7 @@ pub mod from_flask {}
 
 #[doc = include_str!("../../src/observability.md")]
 pub mod observability {}
+
+/// The README's example compiles too.
+#[doc = include_str!("../../../README.md")]
+pub mod readme {}
