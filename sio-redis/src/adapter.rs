@@ -26,6 +26,7 @@ use crate::config::RedisConfig;
 use crate::error::Error;
 use crate::message::{Broadcast, Envelope, Request, Response};
 use crate::sharded;
+use crate::shards::{Publishers, Shards};
 use crate::subscriber::{self, Subscriber, Subscription};
 use crate::target::{Connections, Target, node_info};
 use crate::wire::WireError;
@@ -58,6 +59,8 @@ struct Inner {
     pool: bb8_redis::bb8::Pool<Connections>,
     publisher: mpsc::Sender<(String, Vec<u8>)>,
     subscriber: Subscriber,
+    /// Sharded pub/sub on a Redis Cluster: the shard subscribers and the slot map.
+    shards: Option<Arc<Shards>>,
     target: Target,
     namespaces: RwLock<HashMap<String, Weak<dyn RequestHandler>>>,
     /// Requests of this node waiting for answers, by request id.
@@ -102,17 +105,18 @@ impl RedisAdapter {
     /// An adapter with the given configuration.
     pub fn new(config: RedisConfig) -> Result<Self, Error> {
         let target = Target::parse(&config.url)?;
-        if config.mode == Mode::Sharded && matches!(target, Target::Cluster { .. }) {
-            // Sharded pub/sub on a cluster routes each channel to the node owning its slot.
-            return Err(Error::Unsupported(
-                "the sharded protocol over Redis Cluster (use the classic one)",
-            ));
-        }
         let (messages, received) = mpsc::unbounded_channel();
-        let subscriber = subscriber::start(target.clone(), messages);
+        let subscriber = subscriber::start(target.clone(), messages.clone());
         let pool = bb8_redis::bb8::Pool::builder()
             .connection_timeout(Duration::from_millis(500))
             .build_unchecked(Connections::new(target.clone()));
+        // Sharded pub/sub on a cluster: each channel on the master that owns its slot.
+        let shards = match (&target, config.mode) {
+            (Target::Cluster { settings, .. }, Mode::Sharded) => {
+                Some(Shards::start(settings.clone(), pool.clone(), messages))
+            }
+            _ => None,
+        };
         let (publisher, queue) = mpsc::channel(config.queue_size);
         let inner = Arc::new(Inner {
             uid: random_id(),
@@ -123,13 +127,20 @@ impl RedisAdapter {
             pool: pool.clone(),
             publisher,
             subscriber,
+            shards: shards.clone(),
             target,
             namespaces: RwLock::default(),
             pending: Mutex::default(),
             stats: Counters::default(),
         });
         let command = inner.wire.publish_command();
-        tokio::spawn(publish_loop(pool, queue, command, Arc::downgrade(&inner)));
+        tokio::spawn(publish_loop(
+            pool,
+            queue,
+            command,
+            shards,
+            Arc::downgrade(&inner),
+        ));
         tokio::spawn(receive_loop(received, Arc::downgrade(&inner)));
         Ok(RedisAdapter { inner })
     }
@@ -143,13 +154,17 @@ impl RedisAdapter {
     /// that this node receives what other nodes publish from now on.
     pub async fn ready(&self) {
         self.inner.subscriber.confirmed().await;
+        if let Some(shards) = &self.inner.shards {
+            shards.confirmed().await;
+        }
     }
 
     /// Counters of what this adapter has done.
     pub fn stats(&self) -> RedisStats {
         let stats = &self.inner.stats;
         RedisStats {
-            reconnects: self.inner.subscriber.reconnects(),
+            reconnects: self.inner.subscriber.reconnects()
+                + self.inner.shards.as_ref().map_or(0, |s| s.reconnects()),
             published: stats.published.load(Ordering::Relaxed),
             dropped: stats.dropped.load(Ordering::Relaxed),
             received: stats.received.load(Ordering::Relaxed),
@@ -172,12 +187,15 @@ impl Backend for RedisAdapter {
     fn register(&self, ns: &str, handler: Weak<dyn RequestHandler>) {
         write(&self.inner.namespaces).insert(ns.to_owned(), handler);
         for subscription in self.inner.wire.subscriptions(ns, &self.inner.uid) {
-            self.inner.subscriber.subscribe(subscription);
+            self.inner.subscribe(subscription);
         }
     }
 
     fn close(&self) {
         self.inner.subscriber.close();
+        if let Some(shards) = &self.inner.shards {
+            shards.close();
+        }
     }
 
     fn rooms_changed(&self, ns: &str, created: &[Room], deleted: &[Room]) {
@@ -186,15 +204,11 @@ impl Backend for RedisAdapter {
         if let Wire::Sharded(channels) = &self.inner.wire {
             for room in created {
                 let channel = channels.room(ns, room);
-                self.inner
-                    .subscriber
-                    .subscribe(Subscription::Shard(channel));
+                self.inner.subscribe(Subscription::Shard(channel));
             }
             for room in deleted {
                 let channel = channels.room(ns, room);
-                self.inner
-                    .subscriber
-                    .unsubscribe(Subscription::Shard(channel));
+                self.inner.unsubscribe(Subscription::Shard(channel));
             }
         }
     }
@@ -247,6 +261,21 @@ impl Backend for RedisAdapter {
 }
 
 impl Inner {
+    /// Subscribes on the right connection: shard channels of a cluster on their owner's.
+    fn subscribe(&self, subscription: Subscription) {
+        match (&self.shards, subscription) {
+            (Some(shards), Subscription::Shard(channel)) => shards.subscribe(channel),
+            (_, subscription) => self.subscriber.subscribe(subscription),
+        }
+    }
+
+    fn unsubscribe(&self, subscription: Subscription) {
+        match (&self.shards, subscription) {
+            (Some(shards), Subscription::Shard(channel)) => shards.unsubscribe(channel),
+            (_, subscription) => self.subscriber.unsubscribe(subscription),
+        }
+    }
+
     /// Queues a message for the publisher; drops it (and counts it) when the queue is full.
     fn send(&self, channel: String, message: Vec<u8>) {
         if self.publisher.try_send((channel, message)).is_err() {
@@ -715,32 +744,45 @@ async fn publish_loop(
     pool: bb8_redis::bb8::Pool<Connections>,
     mut queue: mpsc::Receiver<(String, Vec<u8>)>,
     command: &'static str,
+    shards: Option<Arc<Shards>>,
     inner: Weak<Inner>,
 ) {
     let mut batch = Vec::new();
+    let mut to_shards = Publishers::default();
     while queue.recv_many(&mut batch, 512).await > 0 {
         let n = batch.len() as u64;
-        let mut pipe = redis::pipe();
-        for (channel, message) in batch.drain(..) {
-            pipe.cmd(command).arg(channel).arg(message).ignore();
-        }
-        let result = match pool.get().await {
-            Ok(mut conn) => pipe
-                .query_async::<()>(&mut conn.inner)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(err) => Err(err.to_string()),
+        let (sent, dropped) = match &shards {
+            Some(shards) => {
+                to_shards
+                    .send(shards, command, std::mem::take(&mut batch))
+                    .await
+            }
+            None => {
+                let mut pipe = redis::pipe();
+                for (channel, message) in batch.drain(..) {
+                    pipe.cmd(command).arg(channel).arg(message).ignore();
+                }
+                let result = match pool.get().await {
+                    Ok(mut conn) => pipe
+                        .query_async::<()>(&mut conn.inner)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(err) => Err(err.to_string()),
+                };
+                match result {
+                    Ok(()) => (n, 0),
+                    Err(err) => {
+                        tracing::warn!(target: "sio::redis", %err, messages = n, "publish failed, messages dropped");
+                        (0, n)
+                    }
+                }
+            }
         };
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        match result {
-            Ok(()) => inner.stats.published.fetch_add(n, Ordering::Relaxed),
-            Err(err) => {
-                tracing::warn!(target: "sio::redis", %err, messages = n, "publish failed, messages dropped");
-                inner.stats.dropped.fetch_add(n, Ordering::Relaxed)
-            }
-        };
+        inner.stats.published.fetch_add(sent, Ordering::Relaxed);
+        inner.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
     }
 }
 

@@ -30,8 +30,8 @@ impl RedisConfig {
     /// again on every reconnection, so a failover is followed; the credentials are the
     /// master's), or a Redis Cluster by some of its nodes,
     /// `redis+cluster://[user:password@]host:port[,host:port...]` (classic protocol: its pub/sub
-    /// reaches every node of the cluster, so one node at a time is used). TLS (`rediss://`) is
-    /// not built in.
+    /// reaches every node of the cluster, so one node at a time is used; sharded protocol: each
+    /// channel on the master that owns its slot). TLS (`rediss://`) is not built in.
     pub fn new(url: impl Into<String>) -> Self {
         RedisConfig {
             url: url.into(),

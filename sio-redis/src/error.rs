@@ -11,9 +11,6 @@ pub enum Error {
     /// Redis refused a command or could not be reached.
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
-    /// The configuration asks for something this adapter does not do.
-    #[error("not supported: {0}")]
-    Unsupported(&'static str),
     /// The event name is one the client reserves (`connect`, `disconnect`, ...).
     #[error("`{0}` is a reserved event name")]
     ReservedEvent(String),

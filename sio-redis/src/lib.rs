@@ -28,6 +28,9 @@
 //! * Pub/sub has no replay: messages published while a node is cut off from Redis are lost for
 //!   that node ([`RedisStats::dropped`] counts what this node could not publish). The
 //!   subscriber reconnects by itself and subscribes again.
+//! * Redis Cluster (`redis+cluster://`) works with both protocols: classic pub/sub crosses the
+//!   cluster bus, and sharded channels are published and subscribed on the master that owns
+//!   their slot.
 //! * Requests that expect answers (`fetch_sockets`, broadcasts with acks, `server_side_emit`
 //!   with acks) wait for `PUBSUB NUMSUB` nodes and return what arrived when the timeout passes,
 //!   where Node's adapter fails the whole call.
@@ -44,6 +47,8 @@ mod error;
 mod message;
 mod resp;
 mod sharded;
+mod shards;
+mod slots;
 mod subscriber;
 mod target;
 mod wire;

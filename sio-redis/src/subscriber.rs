@@ -89,9 +89,18 @@ impl Subscriber {
 
     /// Waits until Redis has confirmed every subscription asked for so far.
     pub(crate) async fn confirmed(&self) {
+        self.confirmer().await;
+    }
+
+    /// The same as [`confirmed`](Self::confirmed), as a future that does not borrow the
+    /// handle (asked for now, awaited later).
+    pub(crate) fn confirmer(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::Confirmed(tx)).is_ok() {
-            let _ = rx.await;
+        let sent = self.commands.send(Command::Confirmed(tx)).is_ok();
+        async move {
+            if sent {
+                let _ = rx.await;
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
-import { createClient } from "redis";
+import { createClient, createCluster } from "redis";
 
 const PORT = Number(process.env.PORT ?? 3001);
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6390";
@@ -14,7 +14,15 @@ const REQUESTS_TIMEOUT = Number(process.env.REQUESTS_TIMEOUT ?? 3000);
 const ADAPTER = process.env.ADAPTER ?? "classic";
 const BIN = Buffer.from([0, 1, 2, 3, 0xfd, 0xfe, 0xff]);
 
-const pub = createClient({ url: REDIS_URL });
+// `redis+cluster://host:port,host:port` (sio's URL for a Redis Cluster) means a cluster client.
+const cluster = REDIS_URL.startsWith("redis+cluster://");
+const pub = cluster
+  ? createCluster({
+      rootNodes: REDIS_URL.slice("redis+cluster://".length)
+        .split(",")
+        .map((host) => ({ url: `redis://${host}` })),
+    })
+  : createClient({ url: REDIS_URL });
 const sub = pub.duplicate();
 await Promise.all([pub.connect(), sub.connect()]);
 

@@ -1,6 +1,7 @@
-//! sio nodes on a three-node Redis Cluster (`redis+cluster://`), each connected to a different
-//! cluster node: classic pub/sub crosses the cluster bus, and the server count adds up the
-//! subscribers of every cluster node.
+//! Nodes on a three-node Redis Cluster (`redis+cluster://`), seeded with different cluster
+//! nodes: classic pub/sub crosses the cluster bus (the server count adds up every cluster node's
+//! subscribers), and sharded pub/sub puts each channel on the master owning its slot, in every
+//! mix of sio and Node (`createShardedAdapter` on a node-redis cluster client).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -8,7 +9,7 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Kind, free_port, run_checker, start_node};
+use support::{Kind, free_port, run_checker, start_node_with};
 
 /// Cluster-enabled `redis-server`s in a temporary folder, killed on drop.
 struct Cluster {
@@ -79,26 +80,40 @@ fn start_cluster() -> Cluster {
     cluster
 }
 
-#[test]
-fn nodes_on_different_cluster_nodes_act_as_one() {
-    let cluster = start_cluster();
+/// Runs the checker on nodes `a` and `b`, each given other cluster nodes as seeds.
+fn check(cluster: &Cluster, a: Kind, b: Kind, adapter: &str) {
     let port = |i: usize| cluster.nodes[i].1;
-    let a = start_node(
-        Kind::Sio,
-        "A",
-        &format!("redis+cluster://127.0.0.1:{}", port(0)),
+    let seed_a = format!("redis+cluster://127.0.0.1:{}", port(0));
+    let seed_b = format!(
+        "redis+cluster://127.0.0.1:{},127.0.0.1:{}",
+        port(1),
+        port(2)
     );
-    let b = start_node(
-        Kind::Sio,
-        "B",
-        &format!(
-            "redis+cluster://127.0.0.1:{},127.0.0.1:{}",
-            port(1),
-            port(2)
-        ),
-    );
+    let node_a = start_node_with(a, "A", &seed_a, adapter);
+    let node_b = start_node_with(b, "B", &seed_b, adapter);
     let emitter_redis = format!("redis://127.0.0.1:{}", port(2));
-    let (ok, output) = run_checker(a.port, b.port, &emitter_redis, "classic");
-    println!("{output}");
-    assert!(ok, "on a Redis Cluster:\n{output}");
+    let (ok, output) = run_checker(node_a.port, node_b.port, &emitter_redis, adapter);
+    println!("{adapter}: {a:?} + {b:?}:\n{output}");
+    assert!(ok, "{adapter} on a Redis Cluster, {a:?} + {b:?}:\n{output}");
+}
+
+#[test]
+fn classic_nodes_on_different_cluster_nodes_act_as_one() {
+    let cluster = start_cluster();
+    check(&cluster, Kind::Sio, Kind::Sio, "classic");
+}
+
+/// Sharded pub/sub is what a cluster is for: each channel lives on the master owning its slot.
+/// All-Node first (the reference), then sio with sio and with Node, both ways.
+#[test]
+fn sharded_on_a_cluster_in_every_mix() {
+    let cluster = start_cluster();
+    for (a, b) in [
+        (Kind::Node, Kind::Node),
+        (Kind::Sio, Kind::Sio),
+        (Kind::Sio, Kind::Node),
+        (Kind::Node, Kind::Sio),
+    ] {
+        check(&cluster, a, b, "sharded");
+    }
 }
