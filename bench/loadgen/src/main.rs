@@ -41,13 +41,17 @@ struct Args {
 impl Args {
     fn parse() -> Result<Args, String> {
         let mut args = std::env::args().skip(1);
-        let scenario = args.next().ok_or("missing scenario: connect, echo or fanout")?;
+        let scenario = args
+            .next()
+            .ok_or("missing scenario: connect, echo or fanout")?;
         let mut flags = HashMap::new();
         while let Some(flag) = args.next() {
             let name = flag
                 .strip_prefix("--")
                 .ok_or_else(|| format!("expected --flag, got {flag}"))?;
-            let value = args.next().ok_or_else(|| format!("--{name} needs a value"))?;
+            let value = args
+                .next()
+                .ok_or_else(|| format!("--{name} needs a value"))?;
             flags.insert(name.to_owned(), value);
         }
         Ok(Args { scenario, flags })
@@ -96,7 +100,12 @@ async fn run(args: Args) -> Result<String, String> {
         concurrency: args.get("concurrency", 64usize)?.max(1),
         timeout: Duration::from_secs(args.get("timeout-s", 10u64)?),
         padding: "x".repeat(args.get("pad", 32usize)?).into(),
-        pid: args.flags.get("pid").map(|p| p.parse()).transpose().map_err(|_| "--pid: not a number")?,
+        pid: args
+            .flags
+            .get("pid")
+            .map(|p| p.parse())
+            .transpose()
+            .map_err(|_| "--pid: not a number")?,
     };
     let clients: usize = args.get("clients", 1000)?;
     let duration = Duration::from_secs_f64(args.get("duration-s", 5.0)?);
@@ -112,7 +121,15 @@ async fn run(args: Args) -> Result<String, String> {
         "echo" => {
             let inflight: usize = args.get("inflight", 1)?;
             json.num("inflight", inflight as f64);
-            echo(&common, clients, inflight.max(1), warmup, duration, &mut json).await?;
+            echo(
+                &common,
+                clients,
+                inflight.max(1),
+                warmup,
+                duration,
+                &mut json,
+            )
+            .await?;
         }
         "fanout" => {
             let rate: f64 = args.get("rate", 10.0)?;
@@ -123,7 +140,10 @@ async fn run(args: Args) -> Result<String, String> {
     }
     if let (Some(pid), Some(before)) = (common.pid, before) {
         let after = ProcSample::read(pid)?;
-        json.num("server_cpu_ms", after.cpu_ms.saturating_sub(before.cpu_ms) as f64);
+        json.num(
+            "server_cpu_ms",
+            after.cpu_ms.saturating_sub(before.cpu_ms) as f64,
+        );
         json.num("server_rss_kb", after.rss_kb as f64);
     }
     Ok(json.finish())
@@ -186,12 +206,13 @@ impl Crowd {
             });
         }
         drop(done_tx);
+        // Every task reports once (a connect is bounded by the timeout), then stays connected.
         let (mut connected, mut failed) = (0, 0);
-        while let Some(ok) = done_rx.recv().await {
-            if ok {
-                connected += 1;
-            } else {
-                failed += 1;
+        while connected + failed < tasks.len() {
+            match done_rx.recv().await {
+                Some(true) => connected += 1,
+                Some(false) => failed += 1,
+                None => break,
             }
         }
         Crowd {
@@ -295,7 +316,10 @@ async fn echo(
     }
     json.num("errors", errors as f64);
     json.num("acks", latencies.len() as f64);
-    json.num("acks_per_s", latencies.len() as f64 / duration.as_secs_f64());
+    json.num(
+        "acks_per_s",
+        latencies.len() as f64 / duration.as_secs_f64(),
+    );
     latencies.report(json);
     Ok(())
 }

@@ -21,37 +21,31 @@ struct RoomMessage {
     data: Value,
 }
 
-fn on_connect(io: SocketIo) -> impl Fn(SocketRef) + Clone + Send + Sync + 'static {
-    move |socket: SocketRef| {
-        socket.on("echo", |Data::<Value>(data), ack: AckSender| {
-            let _ = ack.send(&data);
-        });
-        let io = io.clone();
-        socket.on(
-            "broadcast",
-            move |socket: SocketRef, Data::<Value>(data)| {
-                let io = io.clone();
-                async move {
-                    if let Some(ns) = io.of(socket.ns()) {
-                        let _ = ns.emit("bcast", &data).await;
-                    }
-                }
-            },
-        );
-        socket.on(
-            "join",
-            |socket: SocketRef, Data::<String>(room), ack: AckSender| {
-                socket.join(room.clone());
-                let _ = ack.send(&room);
-            },
-        );
-        socket.on(
-            "room",
-            |socket: SocketRef, Data::<RoomMessage>(msg)| async move {
-                let _ = socket.within(msg.room).emit("bcast", &msg.data).await;
-            },
-        );
-    }
+async fn on_connect(socket: SocketRef) {
+    socket.on("echo", async |Data::<Value>(data), ack: AckSender| {
+        let _ = ack.send(&data);
+    });
+    socket.on(
+        "broadcast",
+        async |socket: SocketRef, io: SocketIo, Data::<Value>(data)| {
+            if let Some(ns) = io.of(socket.ns()) {
+                let _ = ns.emit("bcast", &data).await;
+            }
+        },
+    );
+    socket.on(
+        "join",
+        async |socket: SocketRef, Data::<String>(room), ack: AckSender| {
+            socket.join(room.clone());
+            let _ = ack.send(&room);
+        },
+    );
+    socket.on(
+        "room",
+        async |socket: SocketRef, Data::<RoomMessage>(msg)| {
+            let _ = socket.within(msg.room).emit("bcast", &msg.data).await;
+        },
+    );
 }
 
 #[tokio::main]
@@ -61,8 +55,8 @@ async fn main() -> std::io::Result<()> {
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
     let (layer, io) = SocketIo::new_layer();
-    io.ns("/", on_connect(io.clone()));
-    io.ns("/custom", on_connect(io.clone()));
+    io.ns("/", on_connect);
+    io.ns("/custom", on_connect);
     let app = axum::Router::new().layer(layer);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await?
