@@ -22,9 +22,13 @@ ROWS = [
     ("fan-out: p50 (ms)", "fanout", "p50_ms", "lower"),
     ("fan-out: p99 (ms)", "fanout", "p99_ms", "lower"),
     ("fan-out: delivered / expected", "fanout", "delivered_ratio", "higher"),
-    ("connect: server CPU (ms)", "connect", "server_cpu_ms", "lower"),
-    ("echo, 8 in flight: server CPU (ms)", "echo8", "server_cpu_ms", "lower"),
-    ("fan-out: server CPU (ms)", "fanout", "server_cpu_ms", "lower"),
+    ("fan-out saturated: delivered/s", "fanout-max", "delivered_per_s", "higher"),
+    ("fan-out saturated: p99 (ms)", "fanout-max", "p99_ms", "lower"),
+    ("fan-out saturated: loadgen CPU share", "fanout-max", "loadgen_busy", "lower"),
+    ("connect: server CPU (ms) for all the connects", "connect", "server_cpu_ms", "lower"),
+    ("echo, 8 in flight: server CPU µs / ack", "echo8", "cpu_us_per_op", "lower"),
+    ("fan-out: server CPU µs / delivery", "fanout", "cpu_us_per_op", "lower"),
+    ("fan-out saturated: server CPU µs / delivery", "fanout-max", "cpu_us_per_op", "lower"),
 ]
 
 
@@ -44,6 +48,8 @@ def main(path):
             r = json.loads(line)
             if r["server"] not in servers:
                 servers.append(r["server"])
+            if r.get("loadgen_seconds"):
+                r["loadgen_busy"] = r["loadgen_cpu_ms"] / 1000 / r["loadgen_seconds"]
             if r.get("expected"):
                 r["delivered_ratio"] = r["delivered"] / r["expected"]
             for key, value in r.items():

@@ -6,7 +6,8 @@
 # generator runs on core 1. Prints a markdown report (also left in bench/target/last-run.md) with
 # the medians over the rounds and the ratios sio / Node and sio / socketioxide.
 # --quick: 1,000 clients, short durations, one round (under 3 minutes once built).
-# Environment overrides: CLIENTS, ECHO_CLIENTS, FAN_CLIENTS, FAN_RATE, DURATION, WARMUP, ROUNDS.
+# Environment overrides: CLIENTS, ECHO_CLIENTS, FAN_CLIENTS, FAN_RATE, FAN_MAX_RATE,
+# FAN_MAX_DURATION, DURATION, WARMUP, ROUNDS.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,10 +25,10 @@ done
 
 if [[ $quick == 1 ]]; then
   : "${CLIENTS:=1000}" "${ECHO_CLIENTS:=100}" "${FAN_CLIENTS:=1000}" "${FAN_RATE:=20}"
-  : "${DURATION:=3}" "${WARMUP:=1}" "${ROUNDS:=1}"
+  : "${DURATION:=3}" "${WARMUP:=1}" "${ROUNDS:=1}" "${FAN_MAX_RATE:=400}" "${FAN_MAX_DURATION:=2}"
 else
   : "${CLIENTS:=10000}" "${ECHO_CLIENTS:=100}" "${FAN_CLIENTS:=1000}" "${FAN_RATE:=50}"
-  : "${DURATION:=10}" "${WARMUP:=2}" "${ROUNDS:=3}"
+  : "${DURATION:=10}" "${WARMUP:=2}" "${ROUNDS:=3}" "${FAN_MAX_RATE:=400}" "${FAN_MAX_DURATION:=5}"
 fi
 
 # --- build (release, only what runs) -------------------------------------------------------
@@ -127,6 +128,12 @@ for round in $(seq "$ROUNDS"); do
     measure "$server" fanout fanout --clients "$FAN_CLIENTS" --rate "$FAN_RATE" \
       --duration-s "$DURATION" --warmup-s "$WARMUP"
   done
+  # The same above what one core can deliver: deliveries/s is then the server's capacity (the
+  # backlog is drained for at most 10 s after the last send; latencies only measure the queue).
+  for server in $servers; do
+    measure "$server" fanout-max fanout --clients "$FAN_CLIENTS" --rate "$FAN_MAX_RATE" \
+      --duration-s "$FAN_MAX_DURATION" --warmup-s 0
+  done
 done
 elapsed=$(($(date +%s) - started))
 
@@ -140,7 +147,7 @@ socketioxide_version=$(awk '/^name = "socketioxide"$/ {getline; gsub(/[^0-9.]/, 
   echo "- sio $(git -C "$root" rev-parse --short HEAD) (examples/bench \`bench-server\`, actix-web), $(rustc -V | cut -d' ' -f1-2)"
   echo "- Node $(node -v), socket.io $socketio_version (pure-JS ws, WS_NO_BUFFER_UTIL=1)"
   echo "- socketioxide $socketioxide_version on axum 0.8 / tokio"
-  echo "- clients: connect $CLIENTS, echo $ECHO_CLIENTS, fan-out $FAN_CLIENTS receivers at $FAN_RATE broadcasts/s; ${DURATION} s measured after ${WARMUP} s warm-up; $ROUNDS round(s), medians"
+  echo "- clients: connect $CLIENTS, echo $ECHO_CLIENTS, fan-out $FAN_CLIENTS receivers at $FAN_RATE broadcasts/s (saturated: $FAN_MAX_RATE/s for $FAN_MAX_DURATION s); ${DURATION} s measured after ${WARMUP} s warm-up; $ROUNDS round(s), medians"
   echo
   python3 "$here/report.py" "$results"
 } | tee "$here/target/last-run.md"

@@ -12,7 +12,8 @@
 //!     latency p50/p99 from the payload's send timestamp to each receipt
 //! common: --addr 127.0.0.1:3000 --ns / --concurrency 64 (connects at once) --pad 32 (payload
 //!         padding bytes) --timeout-s 10 (per connect, per wait for an ack, and the drain)
-//!         --pid PID (also reports the server's CPU time over the run)
+//!         --pid PID (also reports the server's CPU time over the run, and for echo and fanout
+//!         over the measured window: `window_cpu_ms`, `cpu_us_per_op` per ack or delivery)
 //! ```
 //!
 //! Everything is bounded: connects and waits time out, sends stop at the end of the duration, and
@@ -113,6 +114,7 @@ async fn run(args: Args) -> Result<String, String> {
     let mut json = Json::new(&args.scenario);
     json.num("clients", clients as f64);
     let before = common.pid.map(ProcSample::read).transpose()?;
+    let started = Instant::now();
     match args.scenario.as_str() {
         "connect" => {
             let settle = Duration::from_millis(args.get("settle-ms", 1000u64)?);
@@ -146,6 +148,10 @@ async fn run(args: Args) -> Result<String, String> {
         );
         json.num("server_rss_kb", after.rss_kb as f64);
     }
+    // Near the run's length, the load generator's own core was the limit, not the server.
+    let own = ProcSample::read(std::process::id())?;
+    json.num("loadgen_cpu_ms", own.cpu_ms as f64);
+    json.num("loadgen_seconds", started.elapsed().as_secs_f64());
     Ok(json.finish())
 }
 
@@ -307,6 +313,7 @@ async fn echo(
         let common = common.clone();
         running.spawn(echo_client(client, common, inflight, record_from, end));
     }
+    let window_cpu = window_cpu(common.pid, record_from, end).await?;
     let (mut latencies, mut errors) = (Latencies::default(), 0usize);
     while let Some(joined) = running.join_next().await {
         match joined {
@@ -320,6 +327,13 @@ async fn echo(
         "acks_per_s",
         latencies.len() as f64 / duration.as_secs_f64(),
     );
+    if let Some(cpu_ms) = window_cpu {
+        json.num("window_cpu_ms", cpu_ms as f64);
+        json.num(
+            "cpu_us_per_op",
+            cpu_ms as f64 * 1000.0 / latencies.len().max(1) as f64,
+        );
+    }
     latencies.report(json);
     Ok(())
 }
@@ -365,6 +379,16 @@ async fn echo_client(
     Ok(latencies)
 }
 
+/// The server's CPU time (ms) between `from` and `to`, while the clients run.
+async fn window_cpu(pid: Option<u32>, from: Instant, to: Instant) -> Result<Option<u64>, String> {
+    let Some(pid) = pid else { return Ok(None) };
+    tokio::time::sleep_until(from.into()).await;
+    let before = ProcSample::read(pid)?;
+    tokio::time::sleep_until(to.into()).await;
+    let after = ProcSample::read(pid)?;
+    Ok(Some(after.cpu_ms.saturating_sub(before.cpu_ms)))
+}
+
 async fn fanout(
     common: &Common,
     receivers: usize,
@@ -384,6 +408,7 @@ async fn fanout(
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let total = ((warmup + duration).as_secs_f64() * rate).round() as u64;
+    let cpu_before = common.pid.map(ProcSample::read).transpose()?;
     let start = Instant::now();
     let mut sent = 0u64;
     // The sender is in the namespace too: it drains its own `bcast`s while sending.
@@ -419,8 +444,16 @@ async fn fanout(
         }
     }
     let seconds = (last_change - start).as_secs_f64().max(send_seconds);
-    sender.close().await;
     let delivered = crowd.delivered.load(Ordering::Relaxed);
+    if let (Some(pid), Some(before)) = (common.pid, cpu_before) {
+        let cpu_ms = ProcSample::read(pid)?.cpu_ms.saturating_sub(before.cpu_ms);
+        json.num("window_cpu_ms", cpu_ms as f64);
+        json.num(
+            "cpu_us_per_op",
+            cpu_ms as f64 * 1000.0 / delivered.max(1) as f64,
+        );
+    }
+    sender.close().await;
     let latencies = crowd.finish().await;
     json.num("sent", sent as f64);
     json.num("sent_per_s", sent as f64 / send_seconds);
