@@ -24,8 +24,9 @@ ROWS = [
     ("fan-out: delivered / expected", "fanout", "delivered_ratio", "higher"),
     ("fan-out saturated: delivered/s", "fanout-max", "delivered_per_s", "higher"),
     ("fan-out saturated: p99 (ms)", "fanout-max", "p99_ms", "lower"),
-    ("fan-out saturated: loadgen CPU share", "fanout-max", "loadgen_busy", "lower"),
+    ("fan-out saturated: delivered / expected", "fanout-max", "delivered_ratio", "higher"),
     ("connect: server CPU (ms) for all the connects", "connect", "server_cpu_ms", "lower"),
+    ("echo, 1 in flight: server CPU µs / ack", "echo1", "cpu_us_per_op", "lower"),
     ("echo, 8 in flight: server CPU µs / ack", "echo8", "cpu_us_per_op", "lower"),
     ("fan-out: server CPU µs / delivery", "fanout", "cpu_us_per_op", "lower"),
     ("fan-out saturated: server CPU µs / delivery", "fanout-max", "cpu_us_per_op", "lower"),
@@ -48,6 +49,7 @@ def main(path):
             r = json.loads(line)
             if r["server"] not in servers:
                 servers.append(r["server"])
+            # Near 1, the load generator's core, not the server, may have set the pace.
             if r.get("loadgen_seconds"):
                 r["loadgen_busy"] = r["loadgen_cpu_ms"] / 1000 / r["loadgen_seconds"]
             if r.get("expected"):
@@ -72,6 +74,22 @@ def main(path):
                 a, b = values["sio"], values[o]
                 row.append(f"{a / b:.2f}" if a is not None and b else "n/a")
         print("| " + " | ".join(row) + " |")
+    busy = sorted(
+        {(s, l) for (s, l, k), v in cells.items() if k == "loadgen_busy" and max(v) > 0.9}
+    )
+    if busy:
+        print()
+        print(
+            "Load generator over 90% of its core (a lower bound for the server): "
+            + ", ".join(f"{s} {l}" for s, l in busy)
+        )
+    cut = sorted({(s, l) for (s, l, k), v in cells.items() if k == "cut_off" and max(v) > 0})
+    if cut:
+        print()
+        print(
+            "Still delivering when the drain limit ended the run (delivered / expected is then a"
+            " backlog, not a loss): " + ", ".join(f"{s} {l}" for s, l in cut)
+        )
     failed = sorted(
         {(s, l) for (s, l, k), v in cells.items() if k == "failed" and max(v) > 0}
         | {(s, l) for (s, l, k), v in cells.items() if k == "errors" and max(v) > 0}

@@ -444,6 +444,10 @@ async fn fanout(
         }
     }
     let seconds = (last_change - start).as_secs_f64().max(send_seconds);
+    // Short of `expected`: deliveries either stopped (the server dropped them) or were still
+    // arriving when the drain timed out (a backlog, not a loss).
+    let cut_off = last_count < expected && last_change.elapsed() < Duration::from_millis(500);
+    json.num("cut_off", u8::from(cut_off).into());
     let delivered = crowd.delivered.load(Ordering::Relaxed);
     if let (Some(pid), Some(before)) = (common.pid, cpu_before) {
         let cpu_ms = ProcSample::read(pid)?.cpu_ms.saturating_sub(before.cpu_ms);
