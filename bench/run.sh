@@ -54,6 +54,7 @@ server_cmd() {
 # --- server lifecycle ----------------------------------------------------------------------
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 server_pid=""
+loadgen_pid=""
 port=3100
 stop_server() {
   [[ -n $server_pid ]] || return 0
@@ -66,8 +67,14 @@ stop_server() {
   wait "$server_pid" 2>/dev/null || true
   server_pid=""
 }
-trap stop_server EXIT
-trap 'stop_server; exit 130' INT TERM
+# The load generator runs in the background and is waited for, so that a signal to this script is
+# handled at once rather than after the current measurement.
+stop_all() {
+  [[ -z $loadgen_pid ]] || kill -TERM "$loadgen_pid" 2>/dev/null || true
+  stop_server
+}
+trap stop_all EXIT
+trap 'stop_all; exit 130' INT TERM
 
 start_server() {
   local cmd
@@ -95,10 +102,16 @@ measure() {
   local server=$1 label=$2 out
   shift 2
   start_server "$server"
-  if out=$(timeout 120 taskset -c 1 "$loadgen" "$@" --addr "127.0.0.1:$port" --pid "$server_pid"); then
+  timeout 120 taskset -c 1 "$loadgen" "$@" --addr "127.0.0.1:$port" --pid "$server_pid" \
+    >"$here/target/loadgen.out" &
+  loadgen_pid=$!
+  if wait "$loadgen_pid"; then
+    loadgen_pid=""
+    out=$(cat "$here/target/loadgen.out")
     echo "{\"server\":\"$server\",\"label\":\"$label\",\"round\":$round,${out#\{}" >>"$results"
     echo "  $server $label: $out" >&2
   else
+    loadgen_pid=""
     echo "  $server $label: loadgen failed" >&2
   fi
   stop_server
