@@ -5,31 +5,16 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Kind, Redis, start_node};
-
-fn subscribers(redis: &Redis) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string()])
-        .args(["PUBSUB", "NUMSUB", "socket.io-request#/#"])
-        .output()
-        .expect("redis-cli is not installed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
-}
+use support::{Kind, Redis, request_subscribers, start_node};
 
 #[test]
 fn sigterm_leaves_the_cluster() {
     let redis = Redis::start();
     let _a = start_node(Kind::Sio, "A", &redis.url());
     let mut b = start_node(Kind::Sio, "B", &redis.url());
-    assert_eq!(subscribers(&redis), "2");
+    assert_eq!(request_subscribers(redis.port), "2");
     let started = Instant::now();
     assert!(
         b.terminate(Duration::from_secs(10)),
@@ -40,5 +25,5 @@ fn sigterm_leaves_the_cluster() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(subscribers(&redis), "1");
+    assert_eq!(request_subscribers(redis.port), "1");
 }

@@ -15,7 +15,7 @@ fn check(a: Kind, b: Kind, adapter: &str) {
     let redis = Redis::start();
     let node_a = start_node_with(a, "A", &redis.url(), adapter);
     let node_b = start_node_with(b, "B", &redis.url(), adapter);
-    let (ok, output) = run_checker(node_a.port, node_b.port, &redis.url(), adapter);
+    let (ok, output) = run_checker(node_a.port, node_b.port, &redis.url(), adapter, None);
     println!("{adapter}: {a:?} + {b:?}:\n{output}");
     assert!(ok, "{adapter}: {a:?} + {b:?} failed:\n{output}");
 }

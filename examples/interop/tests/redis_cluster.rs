@@ -9,7 +9,7 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Kind, free_port, run_checker, start_node_with};
+use support::{Kind, free_port, redis_cli, run_checker, start_node_with};
 
 /// Cluster-enabled `redis-server`s in a temporary folder, killed on drop.
 struct Cluster {
@@ -25,14 +25,6 @@ impl Drop for Cluster {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn redis_cli(args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(args)
-        .output()
-        .expect("redis-cli is not installed");
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
 fn start_cluster() -> Cluster {
@@ -58,7 +50,7 @@ fn start_cluster() -> Cluster {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     for (_, port) in &cluster.nodes {
-        while !redis_cli(&["-p", &port.to_string(), "PING"]).contains("PONG") {
+        while !redis_cli(*port, &["PING"]).contains("PONG") {
             assert!(Instant::now() < deadline, "a cluster node did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -67,12 +59,11 @@ fn start_cluster() -> Cluster {
     create.extend(cluster.nodes.iter().map(|(_, p)| format!("127.0.0.1:{p}")));
     create.push("--cluster-yes".to_owned());
     let args: Vec<&str> = create.iter().map(String::as_str).collect();
-    let out = redis_cli(&args);
+    let out = redis_cli(cluster.nodes[0].1, &args);
     assert!(out.contains("[OK]"), "cluster create failed:\n{out}");
     let deadline = Instant::now() + Duration::from_secs(20);
     for (_, port) in &cluster.nodes {
-        while !redis_cli(&["-p", &port.to_string(), "CLUSTER", "INFO"]).contains("cluster_state:ok")
-        {
+        while !redis_cli(*port, &["CLUSTER", "INFO"]).contains("cluster_state:ok") {
             assert!(Instant::now() < deadline, "the cluster did not settle");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -92,7 +83,7 @@ fn check(cluster: &Cluster, a: Kind, b: Kind, adapter: &str) {
     let node_a = start_node_with(a, "A", &seed_a, adapter);
     let node_b = start_node_with(b, "B", &seed_b, adapter);
     let emitter_redis = format!("redis://127.0.0.1:{}", port(2));
-    let (ok, output) = run_checker(node_a.port, node_b.port, &emitter_redis, adapter);
+    let (ok, output) = run_checker(node_a.port, node_b.port, &emitter_redis, adapter, None);
     println!("{adapter}: {a:?} + {b:?}:\n{output}");
     assert!(ok, "{adapter} on a Redis Cluster, {a:?} + {b:?}:\n{output}");
 }

@@ -8,7 +8,7 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Kind, Redis, free_port, run_checker, start_node};
+use support::{Kind, Redis, free_port, redis_cli, request_subscribers, run_checker, start_node};
 
 /// A `redis-server --sentinel` watching the master on `master_port`, killed on drop.
 struct Sentinel {
@@ -63,15 +63,6 @@ fn start_sentinel(master_port: u16) -> Sentinel {
     sentinel
 }
 
-fn redis_cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli is not installed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The master port the sentinel names now.
 fn master_of(sentinel: u16) -> Option<u16> {
     redis_cli(
@@ -103,7 +94,7 @@ fn nodes_find_the_master_through_sentinel_and_follow_a_failover() {
     let a = start_node(Kind::Sio, "A", &url);
     let b = start_node(Kind::Sio, "B", &url);
 
-    let (ok, output) = run_checker(a.port, b.port, &master.url(), "classic");
+    let (ok, output) = run_checker(a.port, b.port, &master.url(), "classic", None);
     assert!(ok, "through sentinel:\n{output}");
 
     // Make the replica the master; the nodes' connections to the old one are cut by Sentinel.
@@ -113,30 +104,18 @@ fn nodes_find_the_master_through_sentinel_and_follow_a_failover() {
     });
     // Both nodes' subscribers moved to the new master.
     wait_until(Duration::from_secs(10), || {
-        redis_cli(replica.port, &["PUBSUB", "NUMSUB", "socket.io-request#/#"])
-            .lines()
-            .nth(1)
-            .is_some_and(|n| n.trim() == "2")
+        request_subscribers(replica.port) == "2"
     });
     // Publishers move within a second (they ask Sentinel again at most once a second).
     std::thread::sleep(Duration::from_millis(1500));
     // Only broadcasts: the first run's polling clients may linger as sessions until their ping
     // timeout, and would not answer acks.
-    let (ok, output) = run_checker_only(a.port, b.port, &replica.url(), "broadcast-all");
+    let (ok, output) = run_checker(
+        a.port,
+        b.port,
+        &replica.url(),
+        "classic",
+        Some("broadcast-all"),
+    );
     assert!(ok, "after the failover:\n{output}");
-}
-
-fn run_checker_only(a: u16, b: u16, redis_url: &str, only: &str) -> (bool, String) {
-    let output = Command::new("node")
-        .arg(support::js_dir().join("checker.mjs"))
-        .args(["--a", &format!("http://127.0.0.1:{a}")])
-        .args(["--b", &format!("http://127.0.0.1:{b}")])
-        .args(["--redis", redis_url, "--only", only])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    (
-        output.status.success() && text.contains(" passed, 0 failed"),
-        text,
-    )
 }

@@ -159,18 +159,49 @@ pub(crate) fn start_node_with(
     node
 }
 
-/// Runs the checker against nodes A and B; whether every scenario passed, and its output.
-pub(crate) fn run_checker(a: u16, b: u16, redis_url: &str, adapter: &str) -> (bool, String) {
-    let output = Command::new("node")
+/// Runs the checker against nodes A and B (only the scenarios whose name contains `only`, when
+/// given); whether every scenario passed, and its output.
+pub(crate) fn run_checker(
+    a: u16,
+    b: u16,
+    redis_url: &str,
+    adapter: &str,
+    only: Option<&str>,
+) -> (bool, String) {
+    let mut checker = Command::new("node");
+    checker
         .arg(js_dir().join("checker.mjs"))
         .args(["--a", &format!("http://127.0.0.1:{a}")])
         .args(["--b", &format!("http://127.0.0.1:{b}")])
         .args(["--redis", redis_url])
         .args(["--adapter", adapter])
-        .args(["--rust-emitter", env!("CARGO_BIN_EXE_emit")])
-        .output()
-        .expect("cannot run node");
+        .args(["--rust-emitter", env!("CARGO_BIN_EXE_emit")]);
+    if let Some(only) = only {
+        checker.args(["--only", only]);
+    }
+    let output = checker.output().expect("cannot run node");
     let text = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);
     (output.status.success(), text)
+}
+
+/// `redis-cli -p <port> <args>`: what it printed, on stdout and stderr.
+pub(crate) fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli is not installed");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// How many connections the Redis server on `port` counts on the main namespace's request
+/// channel: the classic protocol's server count.
+pub(crate) fn request_subscribers(port: u16) -> String {
+    redis_cli(port, &["PUBSUB", "NUMSUB", "socket.io-request#/#"])
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
 }
