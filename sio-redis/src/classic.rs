@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
-use sio_core::{BroadcastOptions, Room};
+use sio_core::BroadcastOptions;
 
 use crate::message::{Broadcast, Envelope, Request, Response};
 use crate::wire::{
     self, Format, Message, WireError, ack_from_json, ack_to_json, opts_from_json, opts_to_json,
-    packet_from_json, packet_to_json, room_name, socket_from_json, socket_to_json, str_field,
+    packet_from_json, packet_to_json, rooms_at, socket_from_json, socket_to_json, str_field,
 };
 
 /// The request type codes of the classic protocol.
@@ -200,22 +200,15 @@ impl Envelope {
         let uid = str_field(&value, "uid").map(str::to_owned);
         let request_id = str_field(&value, "requestId").map(str::to_owned);
         let opts = opts_from_json(value.get("opts"));
-        let rooms = || -> Vec<Room> {
-            value
-                .get("rooms")
-                .and_then(Value::as_array)
-                .map(|rooms| rooms.iter().filter_map(room_name).collect())
-                .unwrap_or_default()
-        };
         let required = |id: Option<String>| id.ok_or(WireError::Shape("requestId"));
         let request = match value.get("type").and_then(Value::as_u64) {
             Some(kind::REMOTE_JOIN) => Request::SocketsJoin {
                 opts,
-                rooms: rooms(),
+                rooms: rooms_at(&value, "rooms"),
             },
             Some(kind::REMOTE_LEAVE) => Request::SocketsLeave {
                 opts,
-                rooms: rooms(),
+                rooms: rooms_at(&value, "rooms"),
             },
             Some(kind::REMOTE_DISCONNECT) => Request::DisconnectSockets {
                 opts,

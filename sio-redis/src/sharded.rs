@@ -15,7 +15,7 @@ use sio_core::parser::Packet;
 use crate::message::{Broadcast, Envelope, Request, Response};
 use crate::wire::{
     self, Format, Message, WireError, ack_from_json, ack_to_json, opts_from_json, opts_to_json,
-    packet_from_json, packet_to_json, room_name, socket_from_json, socket_to_json, str_field,
+    packet_from_json, packet_to_json, rooms_at, socket_from_json, socket_to_json, str_field,
 };
 
 /// The message type codes of the cluster protocol.
@@ -209,12 +209,6 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Option<Incoming>, WireError> {
     let request_id = str_field(&data, "requestId").map(str::to_owned);
     let required = |id: Option<String>| id.ok_or(WireError::Shape("requestId"));
     let opts = opts_from_json(data.get("opts"));
-    let rooms = || -> Vec<String> {
-        data.get("rooms")
-            .and_then(Value::as_array)
-            .map(|rooms| rooms.iter().filter_map(room_name).collect())
-            .unwrap_or_default()
-    };
     let packet = |data: &Value| -> Result<Packet, WireError> {
         let mut packet = packet_from_json(
             data.get("packet").ok_or(WireError::Shape("packet"))?,
@@ -246,11 +240,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Option<Incoming>, WireError> {
             }),
         },
         Some(kind::SOCKETS_JOIN) => Kind::Request(Request::SocketsJoin {
-            rooms: rooms(),
+            rooms: rooms_at(&data, "rooms"),
             opts,
         }),
         Some(kind::SOCKETS_LEAVE) => Kind::Request(Request::SocketsLeave {
-            rooms: rooms(),
+            rooms: rooms_at(&data, "rooms"),
             opts,
         }),
         Some(kind::DISCONNECT_SOCKETS) => Kind::Request(Request::DisconnectSockets {

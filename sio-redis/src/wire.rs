@@ -140,18 +140,20 @@ pub(crate) fn opts_to_json(opts: &BroadcastOptions, flags: Option<Value>) -> Val
 /// Reads `{rooms, except}`; either may be missing. Rooms written as numbers by JavaScript
 /// become their JavaScript text (`1`, `1.5`).
 pub(crate) fn opts_from_json(value: Option<&Value>) -> BroadcastOptions {
-    let rooms = |key: &str| -> Vec<Room> {
-        value
-            .and_then(|v| v.get(key))
-            .and_then(Value::as_array)
-            .map(|rooms| rooms.iter().filter_map(room_name).collect())
-            .unwrap_or_default()
-    };
     BroadcastOptions {
-        rooms: rooms("rooms"),
-        except: rooms("except"),
+        rooms: value.map(|v| rooms_at(v, "rooms")).unwrap_or_default(),
+        except: value.map(|v| rooms_at(v, "except")).unwrap_or_default(),
         except_sid: None,
     }
+}
+
+/// The room names in the array at `key` of an object (none when it is missing).
+pub(crate) fn rooms_at(value: &Value, key: &str) -> Vec<Room> {
+    value
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|rooms| rooms.iter().filter_map(room_name).collect())
+        .unwrap_or_default()
 }
 
 /// A room name as JavaScript would write it.
@@ -179,11 +181,7 @@ pub(crate) fn ack_from_json(value: Value, attachments: Vec<Bytes>) -> AckRespons
 /// A socket of a fetch answer (`{id, handshake, rooms, data}`); `None` without an id.
 pub(crate) fn socket_from_json(mut value: Value) -> Option<RemoteSocket> {
     let id = str_field(&value, "id")?.to_owned();
-    let rooms = value
-        .get("rooms")
-        .and_then(Value::as_array)
-        .map(|rooms| rooms.iter().filter_map(room_name).collect())
-        .unwrap_or_default();
+    let rooms = rooms_at(&value, "rooms");
     let mut take = |key: &str| value.get_mut(key).map(Value::take).unwrap_or(Value::Null);
     Some(RemoteSocket {
         id,
