@@ -57,8 +57,10 @@ mod socket;
 
 pub use ack::{AckError, AckResponse, AckSender};
 pub use adapter::{
-    AckStream, AdapterError, Backend, BackendFuture, BroadcastOptions, ClusterRequest,
-    ClusterResponse, HandlerFuture, MemoryCluster, MemoryNode, RemoteSocket, RequestHandler, Room,
+    AckStream, AdapterError, Backend, BackendFuture, BroadcastOptions, ClusterForwarder,
+    ClusterForwarderRef, ClusterRequest, ClusterResponse, ForwardLimits, ForwardStats,
+    HandlerFuture, MemoryCluster, MemoryNode, NodeReceiver, RemoteSocket, RequestHandler, Room,
+    Serve, ServeFuture,
 };
 pub use args::Args;
 pub use emit::EmitError;

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Weak;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::Value;
 
@@ -155,6 +156,13 @@ pub trait RequestHandler: Send + Sync {
     ) -> AckStream;
 }
 
+/// What receives the messages other nodes send to this one with [`Backend::send_to_node`]
+/// (forwarded requests for its sessions, and the answers to the ones it forwarded).
+pub trait NodeReceiver: Send + Sync {
+    /// A message for this node arrived. Runs on the backend's reader: return quickly.
+    fn receive(&self, message: Bytes);
+}
+
 /// A future a backend returns.
 pub type BackendFuture<T> = Pin<Box<dyn Future<Output = Result<T, AdapterError>> + Send>>;
 
@@ -188,6 +196,21 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// room (sharded pub/sub) follow them; the default ignores them.
     fn rooms_changed(&self, ns: &str, created: &[Room], deleted: &[Room]) {
         let _ = (ns, created, deleted);
+    }
+
+    /// Starts handing the messages sent to node `node_id` (this node's engine id) to
+    /// `receiver`. Returns `false` when the backend cannot carry messages to one node, which
+    /// turns sticky-free forwarding off; the default.
+    fn listen_node(&self, node_id: u32, receiver: Weak<dyn NodeReceiver>) -> bool {
+        let _ = (node_id, receiver);
+        false
+    }
+
+    /// Sends `message` to node `node_id` alone. Answers whether some node listens for that id
+    /// (`false`: the node is gone, so a request for its sessions can be refused at once).
+    fn send_to_node(&self, node_id: u32, message: Bytes) -> BackendFuture<bool> {
+        let _ = (node_id, message);
+        Box::pin(async { Ok(false) })
     }
 
     /// Leaves the cluster: this node stops receiving and stops being counted. Called by

@@ -6,9 +6,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::future::join_all;
 
-use super::cluster::{Backend, BackendFuture, ClusterRequest, ClusterResponse, RequestHandler};
+use super::cluster::{
+    Backend, BackendFuture, ClusterRequest, ClusterResponse, NodeReceiver, RequestHandler,
+};
 
 type Handlers = HashMap<(usize, String), Weak<dyn RequestHandler>>;
 
@@ -31,6 +34,8 @@ pub struct MemoryCluster {
 struct Shared {
     nodes: usize,
     handlers: Handlers,
+    /// Engine node id → who receives the messages sent to it.
+    receivers: HashMap<u32, Weak<dyn NodeReceiver>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -102,6 +107,30 @@ impl Backend for MemoryNode {
                 .into_iter()
                 .map(|answer| tokio::time::timeout(timeout, answer));
             Ok(join_all(answers).await.into_iter().flatten().collect())
+        })
+    }
+
+    fn listen_node(&self, node_id: u32, receiver: Weak<dyn NodeReceiver>) -> bool {
+        lock(&self.cluster.inner)
+            .receivers
+            .insert(node_id, receiver);
+        true
+    }
+
+    fn send_to_node(&self, node_id: u32, message: Bytes) -> BackendFuture<bool> {
+        let receiver = lock(&self.cluster.inner)
+            .receivers
+            .get(&node_id)
+            .and_then(Weak::upgrade);
+        Box::pin(async move {
+            // Delivered on a task of its own, as a real backend's reader would.
+            match receiver {
+                Some(receiver) => {
+                    tokio::spawn(async move { receiver.receive(message) });
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
         })
     }
 

@@ -7,12 +7,16 @@
 //! `sio-redis` carries the same operations over Redis, in the wire format of Node's adapter.
 
 mod cluster;
+mod forward;
 mod local;
 mod memory;
 
 pub use cluster::{
     AckStream, AdapterError, Backend, BackendFuture, ClusterRequest, ClusterResponse,
-    HandlerFuture, RemoteSocket, RequestHandler,
+    HandlerFuture, NodeReceiver, RemoteSocket, RequestHandler,
+};
+pub use forward::{
+    ClusterForwarder, ClusterForwarderRef, ForwardLimits, ForwardStats, Serve, ServeFuture,
 };
 pub(crate) use local::LocalAdapter;
 pub use local::{BroadcastOptions, Room};

@@ -31,6 +31,7 @@
 mod config;
 mod cors;
 mod error;
+mod forward;
 pub mod packet;
 pub mod payload;
 mod polling;
@@ -49,6 +50,10 @@ use bytestring::ByteString;
 pub use config::{AllowRequest, EngineConfig, EngineConfigBuilder, Transports};
 pub use cors::{AllowOrigin, Cors};
 pub use error::RequestError;
+pub use forward::{
+    ForwardDecodeError, ForwardError, ForwardFuture, ForwardMessage, ForwardMethod,
+    ForwardedRequest, ForwardedResponse, Forwarder,
+};
 pub use packet::{DecodeError, Frame, OpenPacket, Packet};
 pub use service::EngineService;
 pub use sid::{InvalidSid, Sid};
@@ -111,6 +116,8 @@ struct Inner<H: Handler> {
     /// Cleared by [`Engine::close_all`]: a server going away takes no new sessions.
     accepting: std::sync::atomic::AtomicBool,
     traffic: Arc<Traffic>,
+    /// Carries polling requests for other nodes' sessions to them (sticky-free clusters).
+    forwarder: std::sync::OnceLock<Arc<dyn Forwarder>>,
 }
 
 /// Counters of an [`Engine`]: Engine.IO packets and their payload bytes, in (from clients) and
@@ -187,6 +194,7 @@ impl<H: Handler> Engine<H> {
                 }),
                 accepting: std::sync::atomic::AtomicBool::new(true),
                 traffic: Arc::default(),
+                forwarder: std::sync::OnceLock::new(),
                 config,
                 node_id,
                 sessions: RwLock::new(HashMap::new()),

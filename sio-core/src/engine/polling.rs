@@ -141,10 +141,20 @@ pub(super) async fn post<H: Handler>(
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
+    post_body(engine, socket, body.freeze(), binary_body)
+}
+
+/// Acts on the packets of a POST body already read (locally, or forwarded by another node).
+pub(super) fn post_body<H: Handler>(
+    engine: &Engine<H>,
+    socket: &Arc<Socket<H::Data>>,
+    body: bytes::Bytes,
+    binary_body: bool,
+) -> Result<HttpResponse, RequestError> {
     let decoded = match socket.protocol() {
-        Protocol::V4 => payload::decode(body.freeze()),
+        Protocol::V4 => payload::decode(body),
         Protocol::V3 { .. } if binary_body => payload::v3::decode_binary_payload(&body),
-        Protocol::V3 { .. } => payload::v3::decode_text_payload(body.freeze()),
+        Protocol::V3 { .. } => payload::v3::decode_text_payload(body),
     };
     let packets = match decoded {
         Ok(packets) if packets.len() > engine.config().max_packets_per_batch => {
@@ -172,7 +182,7 @@ pub(super) async fn post<H: Handler>(
 
 /// Reads a request body of at most `max` bytes, refusing as soon as the limit is passed (by the
 /// announced length, or by what has arrived) instead of after reading it all.
-async fn read_body(
+pub(super) async fn read_body(
     req: &HttpRequest,
     mut body: web::Payload,
     max: usize,

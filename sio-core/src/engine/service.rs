@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
 
 use super::socket::{CloseReason, Protocol, TransportKind};
-use super::{Engine, Handler, RequestError, Sid, polling, websocket};
+use super::{Engine, Handler, RequestError, Sid, forward, polling, websocket};
 
 /// The actix-web service of an [`Engine`], answering on its configured path (with or without
 /// the trailing slash). Register it with `App::service`; the app keeps its own routes,
@@ -118,11 +118,14 @@ async fn route<H: Handler>(
             TransportKind::Websocket => websocket::handshake(engine, req, body, protocol),
         };
     };
-    let socket = sid
-        .parse::<Sid>()
-        .ok()
-        .and_then(|sid| engine.session(sid))
-        .ok_or(RequestError::UnknownSid)?;
+    let sid = sid.parse::<Sid>().map_err(|_| RequestError::UnknownSid)?;
+    if transport == TransportKind::Polling
+        && sid.node_id() != engine.node_id()
+        && let Some(forwarder) = engine.forwarder()
+    {
+        return forward::forward_polling(engine, &forwarder, sid, req, body).await;
+    }
+    let socket = engine.session(sid).ok_or(RequestError::UnknownSid)?;
     if socket.pong_overdue() {
         socket.close(CloseReason::PingTimeout);
     }
