@@ -16,7 +16,12 @@ use crate::client::Client;
 use crate::emit::EmitError;
 use actix_web::dev::HttpServiceFactory;
 
-use crate::engine::{Engine, EngineConfig, EngineConfigBuilder, TrafficStats};
+use crate::adapter::{
+    ClusterForwarder, ClusterForwarderRef, ForwardLimits, ForwardStats, Serve, ServeFuture,
+};
+use crate::engine::{
+    Engine, EngineConfig, EngineConfigBuilder, ForwardedRequest, ForwardedResponse, TrafficStats,
+};
 use crate::extensions::Extensions;
 use crate::namespace::{Handlers, Namespace, Nsp, Shared};
 use crate::operators::{BroadcastOperators, RoomParam};
@@ -132,6 +137,8 @@ impl IoInner {
 pub struct SocketIo {
     inner: Arc<IoInner>,
     engine: Engine<Client>,
+    /// Sticky-free forwarding over the backend, when on (see [`SocketIoBuilder::forwarding`]).
+    forwarder: Option<Arc<ClusterForwarder>>,
 }
 
 impl fmt::Debug for SocketIo {
@@ -152,6 +159,7 @@ impl SocketIo {
             dynamic: Vec::new(),
             state: Extensions::default(),
             backend: None,
+            forwarding: true,
         }
     }
 
@@ -249,6 +257,7 @@ impl SocketIo {
                 .shared
                 .handler_errors
                 .load(std::sync::atomic::Ordering::Relaxed),
+            forwarding: self.forwarder.as_ref().map(|f| f.stats()),
         }
     }
 
@@ -299,6 +308,8 @@ pub struct Metrics {
     pub sockets: Vec<(String, usize)>,
     /// Handlers that returned an error (each answered its ack with `{"error": ...}`).
     pub handler_errors: u64,
+    /// Sticky-free forwarding counters; `None` when forwarding is off.
+    pub forwarding: Option<ForwardStats>,
 }
 
 /// Builds a [`SocketIo`].
@@ -310,6 +321,7 @@ pub struct SocketIoBuilder {
     dynamic: Vec<(Predicate, Namespace)>,
     state: Extensions,
     backend: BackendRef,
+    forwarding: bool,
 }
 
 impl fmt::Debug for SocketIoBuilder {
@@ -367,6 +379,24 @@ impl SocketIoBuilder {
         self
     }
 
+    /// Sticky-free forwarding: a polling request that reaches this node for a session of
+    /// another node (behind a load balancer without sticky sessions) is carried to that node
+    /// over the cluster backend and its answer relayed. On by default when the backend of
+    /// [`adapter`](Self::adapter) supports it; `false` turns it off (such requests then get
+    /// "Session ID unknown", as without a cluster).
+    ///
+    /// ```
+    /// let io = sio_core::SocketIo::builder()
+    ///     .adapter(sio_core::MemoryCluster::default().node())
+    ///     .forwarding(false)
+    ///     .build();
+    /// assert_eq!(io.metrics().forwarding, None);
+    /// ```
+    pub fn forwarding(mut self, on: bool) -> Self {
+        self.forwarding = on;
+        self
+    }
+
     /// Sets the packet format; clients must use the same (e.g. `socket.io-msgpack-parser`).
     pub fn parser(mut self, parser: Parser) -> Self {
         self.config.parser = parser;
@@ -421,7 +451,7 @@ impl SocketIoBuilder {
             ack_timeout: self.config.ack_timeout,
             recovery: self.config.recovery.clone(),
             parser: self.config.parser,
-            backend: self.backend,
+            backend: self.backend.clone(),
         });
         let mut namespaces = HashMap::new();
         for namespace in self.namespaces {
@@ -443,6 +473,42 @@ impl SocketIoBuilder {
             dynamic,
         });
         let engine = Engine::new(self.engine.build(), Client { io: inner.clone() });
-        SocketIo { inner, engine }
+        let forwarder = match self.backend {
+            Some(backend) if self.forwarding => start_forwarding(&engine, backend),
+            _ => None,
+        };
+        SocketIo {
+            inner,
+            engine,
+            forwarder,
+        }
     }
+}
+
+/// Listens for forwarded requests for this engine's sessions and lets the engine forward the
+/// requests for other nodes' sessions; `None` when the backend cannot address one node.
+fn start_forwarding(
+    engine: &Engine<Client>,
+    backend: Arc<dyn Backend>,
+) -> Option<Arc<ClusterForwarder>> {
+    // The forwarder is owned by the engine, so it reaches the engine weakly (no cycle).
+    let weak = engine.downgrade();
+    let serve: Serve = Arc::new(move |request: ForwardedRequest| -> ServeFuture {
+        let engine = weak.upgrade();
+        Box::pin(async move {
+            match engine {
+                Some(engine) => engine.serve_forwarded(request).await,
+                None => ForwardedResponse {
+                    id: request.id,
+                    status: 503,
+                    headers: vec![],
+                    body: bytes::Bytes::new(),
+                },
+            }
+        })
+    });
+    let forwarder =
+        ClusterForwarder::start(backend, engine.node_id(), serve, ForwardLimits::default())?;
+    engine.set_forwarder(Arc::new(ClusterForwarderRef(forwarder.clone())));
+    Some(forwarder)
 }

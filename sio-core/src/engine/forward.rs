@@ -296,11 +296,12 @@ impl<H: Handler> Engine<H> {
     /// answers what a direct request would have got.
     pub async fn serve_forwarded(&self, request: ForwardedRequest) -> ForwardedResponse {
         let id = request.id;
-        let response = match self.run_forwarded(request).await {
-            Ok(response) => response,
-            Err(err) => err.error_response(),
-        };
-        into_forwarded(id, response).await
+        // The answer is turned into plain data before anything else is awaited: actix's
+        // `HttpResponse` is not `Send`, and this runs on whatever task the backend uses.
+        match self.run_forwarded(request).await {
+            Ok(response) => into_forwarded(id, response),
+            Err(err) => into_forwarded(id, err.error_response()),
+        }
     }
 
     async fn run_forwarded(&self, request: ForwardedRequest) -> Result<HttpResponse, RequestError> {
@@ -402,7 +403,7 @@ fn from_forwarded(response: ForwardedResponse) -> HttpResponse {
 }
 
 /// A local answer in the wire form: status, content type, body.
-async fn into_forwarded(id: u64, response: HttpResponse) -> ForwardedResponse {
+fn into_forwarded(id: u64, response: HttpResponse) -> ForwardedResponse {
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -416,9 +417,8 @@ async fn into_forwarded(id: u64, response: HttpResponse) -> ForwardedResponse {
         .unwrap_or_default();
     // Polling answers are in-memory bodies, so this cannot fail in practice; an error becomes
     // an empty body rather than a lost answer.
-    let body = actix_web::body::to_bytes(response.into_body())
-        .await
-        .unwrap_or_default();
+    let body =
+        actix_web::body::MessageBody::try_into_bytes(response.into_body()).unwrap_or_default();
     ForwardedResponse {
         id,
         status,

@@ -159,6 +159,15 @@ impl TokenBucket {
     }
 }
 
+/// An [`Engine`] that may be gone (held by what the engine itself owns).
+pub(crate) struct WeakEngine<H: Handler>(std::sync::Weak<Inner<H>>);
+
+impl<H: Handler> WeakEngine<H> {
+    pub(crate) fn upgrade(&self) -> Option<Engine<H>> {
+        self.0.upgrade().map(|inner| Engine { inner })
+    }
+}
+
 impl<H: Handler> Clone for Engine<H> {
     fn clone(&self) -> Self {
         Engine {
@@ -200,6 +209,11 @@ impl<H: Handler> Engine<H> {
                 sessions: RwLock::new(HashMap::new()),
             }),
         }
+    }
+
+    /// A handle that does not keep the engine alive.
+    pub(crate) fn downgrade(&self) -> WeakEngine<H> {
+        WeakEngine(Arc::downgrade(&self.inner))
     }
 
     /// The configuration.
