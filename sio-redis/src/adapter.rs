@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use sio_core::{
-    AdapterError, Backend, BackendFuture, ClusterRequest, ClusterResponse, RequestHandler, Room,
+    AdapterError, Backend, BackendFuture, ClusterRequest, ClusterResponse, NodeReceiver,
+    RequestHandler, Room,
 };
 use tokio::sync::mpsc;
 
@@ -63,6 +64,10 @@ struct Inner {
     shards: Option<Arc<Shards>>,
     target: Target,
     namespaces: RwLock<HashMap<String, Weak<dyn RequestHandler>>>,
+    /// `<key>-forward#`: the node channels of sticky-free forwarding start with it.
+    forward_prefix: String,
+    /// Who receives the messages of each node channel this node listens on.
+    node_receivers: RwLock<HashMap<String, Weak<dyn NodeReceiver>>>,
     /// Requests of this node waiting for answers, by request id.
     pending: Mutex<HashMap<String, mpsc::UnboundedSender<Response>>>,
     stats: Counters,
@@ -118,7 +123,10 @@ impl RedisAdapter {
             _ => None,
         };
         let (publisher, queue) = mpsc::channel(config.queue_size);
+        let forward_prefix = format!("{}-forward#", config.key);
         let inner = Arc::new(Inner {
+            forward_prefix,
+            node_receivers: RwLock::default(),
             uid: random_id(),
             wire: match config.mode {
                 Mode::Classic => Wire::Classic(classic::Channels::new(config.key)),
@@ -258,6 +266,36 @@ impl Backend for RedisAdapter {
         let inner = self.inner.clone();
         Box::pin(async move { inner.server_count("/").await })
     }
+
+    fn listen_node(&self, node_id: u32, receiver: Weak<dyn NodeReceiver>) -> bool {
+        // One channel per node, which Node's adapters neither publish to nor subscribe to.
+        let channel = self.inner.node_channel(node_id);
+        write(&self.inner.node_receivers).insert(channel.clone(), receiver);
+        self.inner.subscribe(match self.inner.wire {
+            Wire::Classic(_) => Subscription::Channel(channel),
+            Wire::Sharded(_) => Subscription::Shard(channel),
+        });
+        true
+    }
+
+    fn send_to_node(&self, node_id: u32, message: bytes::Bytes) -> BackendFuture<bool> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let channel = inner.node_channel(node_id);
+            let mut conn = inner.pool.get().await.map_err(unavailable)?;
+            // Published at once (not through the queue): the answer says whether the node
+            // listens, and a forwarded request must not wait behind a burst of broadcasts.
+            let receivers: i64 = redis::cmd(inner.wire.publish_command())
+                .arg(channel)
+                .arg(message.as_ref())
+                .query_async(&mut conn.inner)
+                .await
+                .map_err(unavailable)?;
+            // On a Redis Cluster the count is only the receiving shard node's own subscribers;
+            // a dead owner is then found by the forwarder's timeout.
+            Ok(receivers > 0 || matches!(inner.target, Target::Cluster { .. }))
+        })
+    }
 }
 
 impl Inner {
@@ -362,8 +400,21 @@ impl Inner {
     }
 
     /// Handles one message from the subscriber connection.
+    fn node_channel(&self, node_id: u32) -> String {
+        format!("{}{node_id:08x}#", self.forward_prefix)
+    }
+
     fn receive(self: &Arc<Self>, channel: &str, payload: &[u8]) {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
+        if channel.starts_with(&self.forward_prefix) {
+            let receiver = read(&self.node_receivers)
+                .get(channel)
+                .and_then(Weak::upgrade);
+            if let Some(receiver) = receiver {
+                receiver.receive(bytes::Bytes::copy_from_slice(payload));
+            }
+            return;
+        }
         let result = match &self.wire {
             Wire::Classic(channels) => self.receive_classic(channels, channel, payload),
             Wire::Sharded(_) => self.receive_sharded(payload),
