@@ -10,7 +10,8 @@
 //!
 //! Environment: `PORT` (3000), `HOST` (127.0.0.1), `NODE_NAME` (`chat-<PORT>`, shown in the
 //! page), `REDIS_URL` (unset: one node, in memory; set: a cluster node on the Redis adapter,
-//! wire-compatible with Node's `@socket.io/redis-adapter`), `RUST_LOG` (`info`).
+//! wire-compatible with Node's `@socket.io/redis-adapter`), `FORWARDING` (`off` turns
+//! sticky-free forwarding of polling requests between nodes off), `RUST_LOG` (`info`).
 //!
 //! On SIGTERM or Ctrl-C every client is told to reconnect (to another node, behind a load
 //! balancer), in-flight requests finish (at most 5 s), and the process exits.
@@ -61,7 +62,10 @@ async fn main() -> std::io::Result<()> {
     let redis = match env("REDIS_URL") {
         Some(url) => {
             let adapter = RedisAdapter::from_url(&url).map_err(std::io::Error::other)?;
-            builder = builder.adapter(adapter.clone());
+            // Sticky-free forwarding is on with a cluster adapter; FORWARDING=off needs a load
+            // balancer that pins each client to one node.
+            let forwarding = env("FORWARDING").is_none_or(|v| v != "off");
+            builder = builder.adapter(adapter.clone()).forwarding(forwarding);
             Some((adapter, url))
         }
         None => None,

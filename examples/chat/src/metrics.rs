@@ -102,6 +102,21 @@ impl Metrics {
                     "Requests that waited for other nodes",
                     |s| s.redis.requests,
                 ),
+                (
+                    "sio_forwarded_requests_total",
+                    "Polling requests forwarded to the node owning their session",
+                    |s| s.io.forwarding.map_or(0, |f| f.forwarded),
+                ),
+                (
+                    "sio_forward_served_total",
+                    "Polling requests other nodes forwarded to this one",
+                    |s| s.io.forwarding.map_or(0, |f| f.served),
+                ),
+                (
+                    "sio_forward_failures_total",
+                    "Forwarded requests that got no answer (unknown node, timeout, busy)",
+                    |s| s.io.forwarding.map_or(0, |f| f.failures),
+                ),
             ]);
         }
         let mut counters = Vec::new();
