@@ -95,8 +95,14 @@ impl ChatNode {
     /// Starts a node on a free port, in a cluster on `redis_url`, and waits until it is
     /// subscribed (its "chat listening" log line comes after that) and answers `/health`.
     pub(crate) fn start(name: &str, redis_url: &str) -> Self {
+        Self::start_with(name, redis_url, &[])
+    }
+
+    /// [`start`](Self::start) with more environment variables (e.g. `FORWARDING=off`).
+    pub(crate) fn start_with(name: &str, redis_url: &str, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
+            .envs(env.iter().copied())
             .env("PORT", port.to_string())
             .env("NODE_NAME", name)
             .env("REDIS_URL", redis_url)
