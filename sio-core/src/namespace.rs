@@ -623,6 +623,7 @@ impl Nsp {
                 sid: socket.id(),
                 pid,
                 rooms: self.adapter.rooms_of(socket.id()),
+                data: socket.data(),
             });
         }
         let deleted = self.adapter.leave_all(socket.id());

@@ -69,6 +69,8 @@ pub(crate) struct Session {
     pub(crate) sid: Sid,
     pub(crate) pid: Sid,
     pub(crate) rooms: Vec<Room>,
+    /// `socket.data`, given back to the recovered socket.
+    pub(crate) data: Value,
 }
 
 /// A broadcast event, kept for clients that may come back.
@@ -186,6 +188,7 @@ mod tests {
             sid: Sid::new(0),
             pid: Sid::new(0),
             rooms: rooms.iter().map(|r| r.to_string()).collect(),
+            data: json!({"name": "ada"}),
         }
     }
 

@@ -182,7 +182,13 @@ impl Socket {
         auth: Value,
         session: &Session,
     ) -> SocketRef {
-        Self::build(nsp, conn, auth, session.sid, Some(session.pid), true)
+        let socket = Self::build(nsp, conn, auth, session.sid, Some(session.pid), true);
+        // `socket.data` comes back with the session, as in Node.
+        *socket
+            .data
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = session.data.clone();
+        socket
     }
 
     fn build(
