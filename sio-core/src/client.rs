@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::adapter::Room;
 use crate::engine::{self, CloseReason, Message, Protocol};
 use crate::io::IoInner;
 use crate::namespace::Nsp;
@@ -186,45 +185,106 @@ impl Client {
             return;
         }
         let auth = auth.unwrap_or_else(|| serde_json::Value::Object(Default::default()));
-        let (socket, restored) = match restore(&nsp, &auth) {
-            Some((session, missed)) => {
-                let socket = Socket::restore(nsp.clone(), conn.clone(), auth, &session);
-                (socket, Some((session.rooms, missed)))
-            }
-            None => (Socket::connect(nsp.clone(), conn.clone(), auth), None),
-        };
-        let skip_middlewares =
-            restored.is_some() && nsp.recovery().is_some_and(|r| r.config().skip_middlewares);
-        if !nsp.has_middlewares() || skip_middlewares {
-            finish_connect(socket, restored);
+        let wanted = wanted_session(&auth);
+        if let (Some((pid, offset)), Some(store)) = (&wanted, nsp.session_store()) {
+            // The session may have been left on any node of the cluster: ask the store.
+            let taking = store.take(nsp.path(), &pid.to_string());
+            let (pid, offset) = (*pid, offset.clone());
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                let session = match taking.await {
+                    Ok(stored) => stored.and_then(Session::from_stored),
+                    Err(err) => {
+                        tracing::debug!(%err, "session store unreachable, new session");
+                        None
+                    }
+                };
+                let restored = session
+                    .filter(|s| {
+                        s.pid == pid
+                            && nsp
+                                .recovery()
+                                .is_some_and(|r| r.missed(s, &offset).is_some())
+                    })
+                    .map(|s| (s, offset));
+                proceed(nsp, conn, ns, auth, restored).await;
+            });
             return;
         }
-        let conn = conn.clone();
-        tokio::spawn(async move {
-            match nsp.run_middlewares(&socket).await {
-                Ok(()) => finish_connect(socket, restored),
-                Err(refusal) => refuse(&conn, nsp.parser(), ns, &refusal),
-            }
+        let restored = wanted.and_then(|(pid, offset)| {
+            let session = nsp.recovery()?.restore(pid, &offset)?;
+            Some((session, offset))
         });
+        let conn = conn.clone();
+        if nsp.has_middlewares() {
+            tokio::spawn(proceed(nsp, conn, ns, auth, restored));
+        } else {
+            connect_socket(nsp, conn, auth, restored);
+        }
     }
 }
 
-/// The session a reconnecting client asks for with `pid` and `offset` in its CONNECT
-/// payload, if recovery is on and the session can be restored.
-fn restore(nsp: &Nsp, auth: &serde_json::Value) -> Option<(Session, Vec<Missed>)> {
-    let recovery = nsp.recovery()?;
+/// A session to take back and the offset after which the client missed broadcasts.
+type Restored = Option<(Session, String)>;
+
+/// The `pid` and `offset` a reconnecting client sends in its CONNECT payload.
+fn wanted_session(auth: &serde_json::Value) -> Option<(crate::engine::Sid, String)> {
     let pid = auth.get("pid")?.as_str()?.parse().ok()?;
     let offset = auth.get("offset")?.as_str()?;
-    recovery.restore(pid, offset)
+    Some((pid, offset.to_owned()))
+}
+
+/// Runs the middlewares (unless a recovered socket skips them), then connects the socket.
+async fn proceed(
+    nsp: Arc<Nsp>,
+    conn: Arc<Conn>,
+    ns: String,
+    auth: serde_json::Value,
+    restored: Restored,
+) {
+    let skip_middlewares =
+        restored.is_some() && nsp.recovery().is_some_and(|r| r.config().skip_middlewares);
+    let socket = new_socket(&nsp, &conn, auth, restored.as_ref());
+    if nsp.has_middlewares()
+        && !skip_middlewares
+        && let Err(refusal) = nsp.run_middlewares(&socket).await
+    {
+        refuse(&conn, nsp.parser(), ns, &refusal);
+        return;
+    }
+    finish_connect(socket, restored);
+}
+
+fn connect_socket(nsp: Arc<Nsp>, conn: Arc<Conn>, auth: serde_json::Value, restored: Restored) {
+    let socket = new_socket(&nsp, &conn, auth, restored.as_ref());
+    finish_connect(socket, restored);
+}
+
+fn new_socket(
+    nsp: &Arc<Nsp>,
+    conn: &Arc<Conn>,
+    auth: serde_json::Value,
+    restored: Option<&(Session, String)>,
+) -> SocketRef {
+    match restored {
+        Some((session, _)) => Socket::restore(nsp.clone(), conn.clone(), auth, session),
+        None => Socket::connect(nsp.clone(), conn.clone(), auth),
+    }
 }
 
 /// Adds the socket to its namespace, answers the CONNECT (with `pid` when recovery is on),
 /// sends a recovered socket what it missed, then runs the connect handler.
-fn finish_connect(socket: SocketRef, restored: Option<(Vec<Room>, Vec<Missed>)>) {
+fn finish_connect(socket: SocketRef, restored: Restored) {
     if socket.conn().is_closed() {
         return;
     }
     let nsp = socket.nsp().clone();
+    // No broadcast may slip between reading the log and the socket joining its rooms: it
+    // would be missed, or sent twice (live and from the log).
+    let gate = restored
+        .as_ref()
+        .and_then(|_| nsp.recovery())
+        .map(|r| r.restoring());
     nsp.add_socket(socket.clone());
     // Socket.IO v4 clients compute their socket id themselves: the answer carries nothing.
     let reply = (!legacy(socket.conn())).then(|| {
@@ -239,8 +299,12 @@ fn finish_connect(socket: SocketRef, restored: Option<(Vec<Room>, Vec<Missed>)>)
         ns: nsp.path().to_owned(),
         data: PacketData::Connect(reply),
     }];
-    if let Some((rooms, missed)) = restored {
-        socket.join(rooms);
+    if let Some((session, offset)) = restored {
+        socket.join(session.rooms.clone());
+        let missed: Vec<Missed> = nsp
+            .recovery()
+            .and_then(|r| r.missed(&session, &offset))
+            .unwrap_or_default();
         packets.extend(missed.into_iter().map(|(args, attachments)| Packet {
             ns: nsp.path().to_owned(),
             data: PacketData::Event {
@@ -250,7 +314,10 @@ fn finish_connect(socket: SocketRef, restored: Option<(Vec<Room>, Vec<Missed>)>)
             },
         }));
     }
-    if packets.iter().all(|p| socket.send_packet(p).is_ok()) {
+    let sent = packets.iter().all(|p| socket.send_packet(p).is_ok());
+    drop(gate);
+    nsp.save_session(&socket);
+    if sent {
         nsp.on_connected(&socket);
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ use crate::handler::{
 };
 use crate::parser::Parser;
 use crate::parser::{Packet, PacketData};
-use crate::recovery::{Recovery, RecoveryConfig, Session};
+use crate::recovery::{Recovery, RecoveryConfig, Session, SessionStore};
 use crate::socket::{DisconnectReason, Socket, SocketRef};
 
 /// The handlers of a namespace, built before the server starts.
@@ -319,6 +319,8 @@ pub(crate) struct Nsp {
     /// Ack ids, shared by the namespace's sockets so that a broadcast can use one for all.
     next_ack: AtomicU64,
     shared: Arc<Shared>,
+    /// Whether the task that keeps this namespace's stored sessions alive runs.
+    refreshing: AtomicBool,
 }
 
 impl fmt::Debug for Nsp {
@@ -339,6 +341,7 @@ impl Nsp {
             recovery: shared.recovery.clone().map(Recovery::new),
             next_ack: AtomicU64::new(0),
             shared,
+            refreshing: AtomicBool::new(false),
         });
         if let Some(backend) = &nsp.shared.backend {
             let handler: Weak<dyn RequestHandler> = Arc::downgrade(&nsp) as Weak<Nsp>;
@@ -432,6 +435,7 @@ impl Nsp {
                 opts,
                 volatile,
             } => {
+                let _gate = self.recovery.as_ref().map(Recovery::broadcasting);
                 if !volatile {
                     self.log_remote_broadcast(&packet, &opts);
                 }
@@ -546,6 +550,61 @@ impl Nsp {
         self.recovery.as_ref()
     }
 
+    /// The cluster's session store, when recovery is on and the backend has one.
+    pub(crate) fn session_store(&self) -> Option<&dyn SessionStore> {
+        self.recovery.as_ref()?;
+        self.shared.backend.as_ref()?.session_store()
+    }
+
+    /// Writes a live socket's session through to the store, so that its client can recover
+    /// on another node even if this one is killed.
+    pub(crate) fn save_session(&self, socket: &Socket) {
+        let (Some(store), Some(recovery), Some(pid)) =
+            (self.session_store(), &self.recovery, socket.pid())
+        else {
+            return;
+        };
+        let session = Session {
+            sid: socket.id(),
+            pid,
+            rooms: self.adapter.rooms_of(socket.id()),
+            data: socket.data(),
+        };
+        store.save(
+            &self.path,
+            &session.to_stored(),
+            recovery.config().max_disconnection_duration,
+        );
+    }
+
+    /// Starts (once) the task that rewrites the sessions of this namespace's sockets before
+    /// they expire; it ends with the namespace.
+    fn keep_sessions_alive(self: &Arc<Self>) {
+        let Some(recovery) = &self.recovery else {
+            return;
+        };
+        if self.session_store().is_none() || self.refreshing.swap(true, AtomicOrdering::Relaxed) {
+            return;
+        }
+        let every =
+            (recovery.config().max_disconnection_duration / 4).max(Duration::from_millis(100));
+        let nsp = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(nsp) = nsp.upgrade() else {
+                    return;
+                };
+                let sockets: Vec<SocketRef> = nsp.read().values().cloned().collect();
+                for socket in sockets {
+                    nsp.save_session(&socket);
+                }
+            }
+        });
+    }
+
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
@@ -596,6 +655,7 @@ impl Nsp {
         self.write().insert(socket.id(), socket.clone());
         self.join(socket.id(), vec![socket.id().to_string()]);
         socket.conn().data.insert(self.path.clone(), socket.clone());
+        socket.nsp().keep_sessions_alive();
     }
 
     /// Runs the connect handler of a socket that was just added.
@@ -616,13 +676,21 @@ impl Nsp {
             call(handler, ctx, "disconnecting");
         }
         socket.set_connected(false);
-        if let (Some(recovery), Some(pid)) = (&self.recovery, socket.pid())
+        if let (Some(store), Some(pid)) = (self.session_store(), socket.pid()) {
+            // Rewritten now so that it lasts max_disconnection_duration from the disconnection.
+            if reason.is_recoverable() {
+                self.save_session(&socket);
+            } else {
+                store.remove(&self.path, &pid.to_string());
+            }
+        } else if let (Some(recovery), Some(pid)) = (&self.recovery, socket.pid())
             && reason.is_recoverable()
         {
             recovery.persist(Session {
                 sid: socket.id(),
                 pid,
                 rooms: self.adapter.rooms_of(socket.id()),
+                data: socket.data(),
             });
         }
         let deleted = self.adapter.leave_all(socket.id());

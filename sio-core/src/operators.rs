@@ -150,7 +150,9 @@ impl BroadcastOperators {
     pub fn emit<T: Serialize + ?Sized>(self, event: &str, data: &T) -> Result<(), EmitError> {
         let mut packet =
             event_packet(self.nsp.path(), event, data, None, self.attachments.clone())?;
-        if let Some(recovery) = self.nsp.recovery().filter(|_| !self.volatile)
+        let recovery = self.nsp.recovery();
+        let _gate = recovery.map(crate::recovery::Recovery::broadcasting);
+        if let Some(recovery) = recovery.filter(|_| !self.volatile)
             && let PacketData::Event {
                 args: Value::Array(args),
                 attachments,

@@ -182,7 +182,13 @@ impl Socket {
         auth: Value,
         session: &Session,
     ) -> SocketRef {
-        Self::build(nsp, conn, auth, session.sid, Some(session.pid), true)
+        let socket = Self::build(nsp, conn, auth, session.sid, Some(session.pid), true);
+        // `socket.data` comes back with the session, as in Node.
+        *socket
+            .data
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = session.data.clone();
+        socket
     }
 
     fn build(
@@ -256,6 +262,7 @@ impl Socket {
             .data
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = data;
+        self.nsp.save_session(self);
         Ok(())
     }
 
@@ -327,11 +334,13 @@ impl Socket {
     /// Joins rooms.
     pub fn join(&self, rooms: impl RoomParam) {
         self.nsp.join(self.id, rooms.into_rooms());
+        self.nsp.save_session(self);
     }
 
     /// Leaves rooms.
     pub fn leave(&self, rooms: impl RoomParam) {
         self.nsp.leave(self.id, rooms.into_rooms());
+        self.nsp.save_session(self);
     }
 
     /// The rooms the socket is in (its own id's room included).

@@ -47,6 +47,16 @@ fn server(parser: Parser) -> SocketIo {
             },
         )
         .on(
+            "set-data",
+            |socket: SocketRef, Data(data): Data<Value>, ack: AckSender| async move {
+                let _ = socket.set_data(&data);
+                let _ = ack.send(&());
+            },
+        )
+        .on("my-data", |socket: SocketRef, ack: AckSender| async move {
+            let _ = ack.send(&socket.data());
+        })
+        .on(
             "to-room",
             |socket: SocketRef, Data((room, msg)): Data<(String, String)>| async move {
                 let _ = socket.to(room).emit("room-msg", &msg);

@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use sio_core::{
     AdapterError, Backend, BackendFuture, ClusterRequest, ClusterResponse, NodeReceiver,
-    RequestHandler, Room,
+    RequestHandler, Room, SessionStore,
 };
 use tokio::sync::mpsc;
 
@@ -26,6 +26,7 @@ use crate::config::Mode;
 use crate::config::RedisConfig;
 use crate::error::Error;
 use crate::message::{Broadcast, Envelope, Request, Response};
+use crate::sessions::Sessions;
 use crate::sharded;
 use crate::shards::{Publishers, Shards};
 use crate::subscriber::{self, Subscriber, Subscription};
@@ -71,6 +72,8 @@ struct Inner {
     /// Requests of this node waiting for answers, by request id.
     pending: Mutex<HashMap<String, mpsc::UnboundedSender<Response>>>,
     stats: Counters,
+    /// Recovery sessions, where a key's node can be reached (not on Redis Cluster).
+    sessions: Option<Sessions>,
 }
 
 #[derive(Default)]
@@ -124,6 +127,10 @@ impl RedisAdapter {
         };
         let (publisher, queue) = mpsc::channel(config.queue_size);
         let forward_prefix = format!("{}-forward#", config.key);
+        // A pooled connection goes to one server: on Redis Cluster a session's key may live on
+        // another, so recovery stays on the node there.
+        let sessions =
+            (!matches!(target, Target::Cluster { .. })).then(|| Sessions::start(pool.clone()));
         let inner = Arc::new(Inner {
             forward_prefix,
             node_receivers: RwLock::default(),
@@ -140,6 +147,7 @@ impl RedisAdapter {
             namespaces: RwLock::default(),
             pending: Mutex::default(),
             stats: Counters::default(),
+            sessions,
         });
         let command = inner.wire.publish_command();
         tokio::spawn(publish_loop(
@@ -295,6 +303,10 @@ impl Backend for RedisAdapter {
             // a dead owner is then found by the forwarder's timeout.
             Ok(receivers > 0 || matches!(inner.target, Target::Cluster { .. }))
         })
+    }
+
+    fn session_store(&self) -> Option<&dyn SessionStore> {
+        self.inner.sessions.as_ref().map(|s| s as &dyn SessionStore)
     }
 }
 
@@ -790,6 +802,17 @@ impl Gathered {
     }
 }
 
+/// Runs a pipeline on a pooled connection.
+pub(crate) async fn run_pipeline(
+    pool: &bb8_redis::bb8::Pool<Connections>,
+    pipe: &redis::Pipeline,
+) -> Result<(), String> {
+    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+    pipe.query_async::<()>(&mut conn.inner)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// Publishes queued messages in order, as one pipeline per batch.
 async fn publish_loop(
     pool: bb8_redis::bb8::Pool<Connections>,
@@ -813,14 +836,7 @@ async fn publish_loop(
                 for (channel, message) in batch.drain(..) {
                     pipe.cmd(command).arg(channel).arg(message).ignore();
                 }
-                let result = match pool.get().await {
-                    Ok(mut conn) => pipe
-                        .query_async::<()>(&mut conn.inner)
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(err) => Err(err.to_string()),
-                };
-                match result {
+                match run_pipeline(&pool, &pipe).await {
                     Ok(()) => (n, 0),
                     Err(err) => {
                         tracing::warn!(target: "sio::redis", %err, messages = n, "publish failed, messages dropped");
@@ -859,7 +875,7 @@ fn random_id() -> String {
         .collect()
 }
 
-fn unavailable(err: impl fmt::Display) -> AdapterError {
+pub(crate) fn unavailable(err: impl fmt::Display) -> AdapterError {
     AdapterError::Unavailable(err.to_string())
 }
 

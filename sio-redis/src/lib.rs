@@ -46,6 +46,7 @@ mod emitter;
 mod error;
 mod message;
 mod resp;
+mod sessions;
 mod sharded;
 mod shards;
 mod slots;

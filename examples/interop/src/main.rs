@@ -4,7 +4,8 @@
 //! on the Redis adapter.
 //!
 //! Environment: `PORT` (3001, on 127.0.0.1), `REDIS_URL` (`redis://127.0.0.1:6390`), `ADAPTER`
-//! (`classic` or `sharded`), `NODE_NAME` (`node-<PORT>`), `KEY` (`socket.io`), `REQUESTS_TIMEOUT` (ms, 3000).
+//! (`classic` or `sharded`), `NODE_NAME` (`node-<PORT>`), `KEY` (`socket.io`), `REQUESTS_TIMEOUT` (ms, 3000),
+//! `RECOVERY` (ms: connection state recovery with that `max_disconnection_duration`; unset: off).
 //! Prints `READY {json}` once subscribed; exits on SIGTERM.
 
 use std::collections::HashMap;
@@ -14,7 +15,9 @@ use std::time::{Duration, Instant};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use bytes::Bytes;
 use serde_json::{Value, json};
-use sio_core::{AckSender, BroadcastOperators, Data, Namespace, SocketIo, SocketRef, State};
+use sio_core::{
+    AckSender, BroadcastOperators, Data, Namespace, RecoveryConfig, SocketIo, SocketRef, State,
+};
 use sio_redis::{RedisAdapter, RedisConfig};
 
 /// The bytes of a binary payload (`binary: true`).
@@ -92,8 +95,11 @@ fn namespace(path: &str) -> Namespace {
                     .map(|r| r.split(',').filter(|r| !r.is_empty()).map(str::to_owned).collect())
                     .unwrap_or_default(),
             };
-            socket.join(joined);
-            let _ = socket.set_data(&json!({"name": name, "node": node.name}));
+            // A recovered socket got its rooms and data back (from another node, maybe).
+            if !socket.recovered() {
+                socket.join(joined);
+                let _ = socket.set_data(&json!({"name": name, "node": node.name}));
+            }
         })
         .on(
             "broadcast",
@@ -332,7 +338,13 @@ async fn main() -> std::io::Result<()> {
         io: Arc::default(),
         sse_log: Arc::default(),
     };
-    let io = SocketIo::builder()
+    let mut builder = SocketIo::builder();
+    if let Some(ms) = std::env::var("RECOVERY").ok().and_then(|v| v.parse().ok()) {
+        builder = builder.connection_state_recovery(
+            RecoveryConfig::default().max_disconnection_duration(Duration::from_millis(ms)),
+        );
+    }
+    let io = builder
         .ack_timeout(requests_timeout)
         .adapter(adapter.clone())
         .with_state(node.clone())

@@ -213,6 +213,13 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         Box::pin(async { Ok(false) })
     }
 
+    /// Where the cluster keeps connection state recovery sessions so that any node can take
+    /// them back (a client whose node died recovers on another). The default, `None`, keeps
+    /// them in each node's memory: recovery then works on the same node only.
+    fn session_store(&self) -> Option<&dyn crate::SessionStore> {
+        None
+    }
+
     /// Leaves the cluster: this node stops receiving and stops being counted. Called by
     /// [`SocketIo::shutdown`](crate::SocketIo::shutdown); the default does nothing.
     fn close(&self) {}

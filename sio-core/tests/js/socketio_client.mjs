@@ -140,6 +140,7 @@ for (const [label, opts] of Object.entries(setups)) {
     await connected(c);
     const id = c.id;
     await within(c.emitWithAck("join", "rec"), "join");
+    await within(c.emitWithAck("set-data", { name: "ada" }), "set-data");
     const m1 = once(c, "room-msg");
     d.emit("to-room", "rec", "m1");
     eq((await m1)[0], "m1", "first message");
@@ -154,6 +155,7 @@ for (const [label, opts] of Object.entries(setups)) {
     eq((await m2)[0], "m2", "missed message");
     const rooms = await within(c.emitWithAck("my-rooms"), "rooms");
     eq(rooms.sort(), [id, "rec"].sort(), "rooms kept");
+    eq(await within(c.emitWithAck("my-data"), "data"), { name: "ada" }, "socket.data kept");
     c.close();
     d.close();
   });

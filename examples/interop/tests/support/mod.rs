@@ -92,6 +92,11 @@ pub(crate) struct ClusterNode {
 }
 
 impl ClusterNode {
+    /// The node's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM and waits (at most `limit`) for the process to exit; whether it did.
     pub(crate) fn terminate(&mut self, limit: Duration) -> bool {
         let _ = Command::new("kill")
@@ -127,6 +132,17 @@ pub(crate) fn start_node_with(
     redis_url: &str,
     adapter: &str,
 ) -> ClusterNode {
+    start_node_env(kind, name, redis_url, adapter, &[])
+}
+
+/// Starts a node speaking `adapter`, with more environment variables.
+pub(crate) fn start_node_env(
+    kind: Kind,
+    name: &str,
+    redis_url: &str,
+    adapter: &str,
+    env: &[(&str, &str)],
+) -> ClusterNode {
     let port = free_port();
     let mut command = match kind {
         Kind::Sio => Command::new(env!("CARGO_BIN_EXE_interop-server")),
@@ -141,6 +157,7 @@ pub(crate) fn start_node_with(
         .env("NODE_NAME", name)
         .env("REDIS_URL", redis_url)
         .env("ADAPTER", adapter)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .spawn()
         .expect("cannot start a cluster node");

@@ -7,10 +7,20 @@
 //! argument, which the client remembers; on reconnection the client sends `pid` and its last
 //! offset in its CONNECT payload. The server keeps, per namespace, the sessions of recently
 //! disconnected sockets and a log of recent broadcasts.
+//!
+//! In a cluster every node logs every broadcast (its own and the other nodes'), so that any
+//! node can send a returning client what it missed; offsets are unique cluster-wide. When the
+//! backend offers a [`SessionStore`], sessions live there instead of in this node's memory, and
+//! are written through while the socket lives: a client whose node was killed comes back to
+//! any other node.
+
+mod store;
+
+pub use store::{RecoverableSession, SessionStore};
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -69,6 +79,8 @@ pub(crate) struct Session {
     pub(crate) sid: Sid,
     pub(crate) pid: Sid,
     pub(crate) rooms: Vec<Room>,
+    /// `socket.data`, given back to the recovered socket.
+    pub(crate) data: Value,
 }
 
 /// A broadcast event, kept for clients that may come back.
@@ -91,6 +103,11 @@ pub(crate) struct Recovery {
     sessions: Mutex<HashMap<Sid, (Session, Instant)>>,
     log: Mutex<VecDeque<Logged>>,
     next_offset: AtomicU64,
+    /// Makes offsets unique in the cluster: nodes log each other's broadcasts.
+    prefix: String,
+    /// Broadcasts (log then deliver) hold it shared; a restoring socket holds it alone while
+    /// it joins its rooms and reads what it missed, so that no broadcast is missed or sent twice.
+    gate: RwLock<()>,
 }
 
 impl Recovery {
@@ -100,7 +117,23 @@ impl Recovery {
             sessions: Mutex::new(HashMap::new()),
             log: Mutex::new(VecDeque::new()),
             next_offset: AtomicU64::new(0),
+            prefix: Sid::new(0).to_string(),
+            gate: RwLock::new(()),
         }
+    }
+
+    /// Held by a broadcast while it is logged and delivered.
+    pub(crate) fn broadcasting(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Held by a socket being restored, see [`Recovery::broadcasting`].
+    pub(crate) fn restoring(&self) -> RwLockWriteGuard<'_, ()> {
+        self.gate
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn config(&self) -> &RecoveryConfig {
@@ -109,7 +142,8 @@ impl Recovery {
 
     /// A new offset, unique in this namespace and increasing.
     pub(crate) fn next_offset(&self) -> String {
-        format!("{:x}", self.next_offset.fetch_add(1, Ordering::Relaxed))
+        let n = self.next_offset.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n:x}", self.prefix)
     }
 
     /// Logs a broadcast (its arguments already end with `offset`).
@@ -145,22 +179,52 @@ impl Recovery {
         sessions.insert(session.pid, (session, expires));
     }
 
-    /// Takes back a session and the broadcasts it missed after `offset`; `None` when the
-    /// session expired or is unknown, or the offset is no longer in the log.
-    pub(crate) fn restore(&self, pid: Sid, offset: &str) -> Option<(Session, Vec<Missed>)> {
+    /// Takes back a session whose client missed the broadcasts after `offset` (see
+    /// [`Recovery::missed`]); `None` when the session expired or is unknown, or the offset is
+    /// no longer in the log.
+    pub(crate) fn restore(&self, pid: Sid, offset: &str) -> Option<Session> {
         let (session, expires) = lock(&self.sessions).remove(&pid)?;
         if expires <= Instant::now() {
             return None;
         }
+        self.missed(&session, offset)?;
+        Some(session)
+    }
+
+    /// The logged broadcasts after `offset` that would have reached `session`; `None` when
+    /// the offset is no longer (or not yet) in the log.
+    pub(crate) fn missed(&self, session: &Session, offset: &str) -> Option<Vec<Missed>> {
         let log = lock(&self.log);
         let start = log.iter().position(|e| e.offset == offset)? + 1;
-        let missed = log
-            .iter()
-            .skip(start)
-            .filter(|e| reaches(&e.opts, &session))
-            .map(|e| (e.args.clone(), e.attachments.clone()))
-            .collect();
-        Some((session, missed))
+        Some(
+            log.iter()
+                .skip(start)
+                .filter(|e| reaches(&e.opts, session))
+                .map(|e| (e.args.clone(), e.attachments.clone()))
+                .collect(),
+        )
+    }
+}
+
+impl Session {
+    /// The form a [`SessionStore`] keeps.
+    pub(crate) fn to_stored(&self) -> RecoverableSession {
+        RecoverableSession::new(
+            self.sid.to_string(),
+            self.pid.to_string(),
+            self.rooms.clone(),
+            self.data.clone(),
+        )
+    }
+
+    /// Back from a [`SessionStore`]; `None` for ids this server could not have made.
+    pub(crate) fn from_stored(stored: RecoverableSession) -> Option<Session> {
+        Some(Session {
+            sid: stored.sid.parse().ok()?,
+            pid: stored.pid.parse().ok()?,
+            rooms: stored.rooms,
+            data: stored.data,
+        })
     }
 }
 
@@ -186,6 +250,7 @@ mod tests {
             sid: Sid::new(0),
             pid: Sid::new(0),
             rooms: rooms.iter().map(|r| r.to_string()).collect(),
+            data: json!({"name": "ada"}),
         }
     }
 
@@ -212,8 +277,9 @@ mod tests {
             };
             recovery.log(recovery.next_offset(), opts, json!(["e", args]), vec![]);
         }
-        let (restored, missed) = recovery.restore(s.pid, &first).unwrap();
+        let restored = recovery.restore(s.pid, &first).unwrap();
         assert_eq!(restored, s);
+        let missed = recovery.missed(&restored, &first).unwrap();
         let args: Vec<Value> = missed.into_iter().map(|(args, _)| args).collect();
         assert_eq!(args, vec![json!(["e", 1]), json!(["e", 3])]);
         assert!(recovery.restore(s.pid, &first).is_none());
