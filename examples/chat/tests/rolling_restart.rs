@@ -1,10 +1,10 @@
 //! A rolling deploy without loss: three `chat` nodes on one private `redis-server`, behind
-//! nginx with plain round-robin (`nginx/nginx-round-robin.conf`, no pinning at all), and 100
-//! Node `socket.io-client` clients chatting in one room (`tests/js/rolling.mjs`: half on
-//! long-polling, half upgraded to WebSocket). While they chat, each node in turn is stopped as
+//! the shipped nginx (`nginx/nginx.conf`, ip_hash), and 100 Node `socket.io-client` clients
+//! chatting in one room (`tests/js/rolling.mjs`: half on long-polling, half upgraded to
+//! WebSocket, each from a loopback address of its own so that they spread over the nodes). While they chat, each node in turn is stopped as
 //! an orchestrator stops a pod (SIGTERM) and started again on its port. Every message any
 //! client sent must reach every other client exactly once, in its sender's order: the clients
-//! of a stopping node reconnect through nginx to any node and recover their sessions there
+//! of a stopping node reconnect through nginx to another node and recover their sessions there
 //! (the Redis streams session store), and a message whose ack was lost is sent again and
 //! relayed once (the chat's `cid`).
 
@@ -31,13 +31,13 @@ fn a_rolling_restart_loses_and_duplicates_nothing() {
         .map(|name| ChatNode::start(name, &redis.url()))
         .collect();
     let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
-    let nginx = Nginx::start("nginx-round-robin.conf", &ports);
+    let nginx = Nginx::start("nginx.conf", &ports);
 
     let mut script = Script::start(
         "rolling.mjs",
         &[nginx.url(), CLIENTS.to_string(), INTERVAL_MS.to_string()],
     );
-    script.wait_for("READY", Duration::from_secs(90));
+    script.wait_for("READY", Duration::from_secs(120));
     std::thread::sleep(BETWEEN_RESTARTS);
     for node in &mut nodes {
         println!("restarting {}", node.name);

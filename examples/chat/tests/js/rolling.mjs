@@ -1,5 +1,5 @@
-// Chat clients (Node socket.io-client) behind a round-robin load balancer while the nodes behind
-// it restart one by one: every message any client sends must reach every other client exactly
+// Chat clients (Node socket.io-client) behind a load balancer while the nodes behind it restart
+// one by one: every message any client sends must reach every other client exactly
 // once, in the order its sender sent it.
 //
 // usage: node rolling.mjs LB_URL CLIENTS INTERVAL_MS
@@ -11,7 +11,10 @@
 // Clients connect with connection state recovery (a socket that reconnects to any node gets its
 // session, rooms and missed messages back) and `retries` (a message whose ack does not come,
 // because its node went away, is sent again; the chat's `cid` makes the repeat harmless).
-// Half the clients stay on long-polling, half upgrade to WebSocket.
+// Half the clients stay on long-polling, half upgrade to WebSocket. Each client connects from a
+// loopback address of its own (127.0.<i>.1), so that a balancer that pins by address (nginx's
+// ip_hash) spreads them over the nodes.
+import http from "node:http";
 import { createInterface } from "node:readline";
 import { io } from "socket.io-client";
 
@@ -42,8 +45,11 @@ const clients = [];
 
 function client(i) {
   const name = `c${i}`;
+  const localAddress = `127.0.${i + 1}.1`;
   const socket = io(lb, {
     transports: i % 2 === 0 ? ["polling"] : ["polling", "websocket"],
+    agent: new http.Agent({ keepAlive: true, localAddress }),
+    localAddress,
     auth: { name },
     forceNew: true,
     reconnectionDelay: 200,
@@ -158,11 +164,12 @@ function counts() {
 
 for (let i = 0; i < N; i++) {
   clients.push(client(i));
-  // Spread the handshakes a little: a hundred at once is a test of the balancer, not of this.
-  if (i % 10 === 9) await sleep(50);
+  // Spread the joins: each one lists the room's users on every node and tells every client,
+  // so a hundred at once is a test of that fan-out, not of a restart.
+  await sleep(100);
 }
 try {
-  await until("every client in the room", () => clients.every((c) => c.joined), 60_000);
+  await until("every client in the room", () => clients.every((c) => c.joined), 90_000);
 } catch (err) {
   console.error(`FAIL: ${err.message}: ${clients.filter((c) => !c.joined).length} not in the room`);
   process.exit(1);
