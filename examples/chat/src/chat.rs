@@ -10,13 +10,18 @@
 //! | `leave` | room name | `{room}` |
 //! | `rooms` | none | `[{name, members}]` |
 //! | `users` | room name | `[{name, node}]` |
-//! | `msg` | `{room, text}` | `{id, at, node}`: the message was relayed (the "delivered" mark) |
+//! | `msg` | `{room, text, cid?}` | `{id, at, node}`: the message was relayed (the "delivered" mark) |
 //! | `typing` | `{room, typing}` | none (volatile: a lost typing hint is not worth a retry) |
 //!
 //! Events to the page: `welcome` (after each connection: name, node, whether the session was
 //! recovered, the rooms it is in), `msg`, `typing`, `presence` (someone joined, left or lost
 //! their connection, with the room's new user list) and `rooms` (the room list with member
 //! counts, after every change).
+//!
+//! `cid`, when the client sends one, is its own counter of messages (1, 2, 3...): a client that
+//! sends again a message whose ack it did not get (socket.io-client's `retries`, after a node
+//! went away) gets the ack again, but the room gets the message once. The last relayed `cid`
+//! is kept in `socket.data`, so it survives connection state recovery, on any node.
 //!
 //! Everything that describes the cluster (user lists, member counts) comes from
 //! `fetch_sockets()`, so with the Redis adapter it covers every node, not only this one.
@@ -268,6 +273,28 @@ pub(crate) struct Delivered {
 pub(crate) struct Outgoing {
     room: String,
     text: String,
+    /// The sender's number for this message, increasing; see the module's documentation.
+    #[serde(default)]
+    cid: Option<u64>,
+}
+
+/// The key of `socket.data` that holds the last `cid` relayed for the socket.
+const LAST_RELAYED: &str = "last";
+
+/// Whether the message numbered `cid` was relayed already for the socket whose data is `data`
+/// (a client's retry of a message whose ack was lost).
+pub(crate) fn already_relayed(data: &Value, cid: u64) -> bool {
+    data.get(LAST_RELAYED)
+        .and_then(Value::as_u64)
+        .is_some_and(|last| cid <= last)
+}
+
+/// `data` with `cid` as the last relayed message.
+pub(crate) fn with_last_relayed(mut data: Value, cid: u64) -> Value {
+    if let Value::Object(map) = &mut data {
+        map.insert(LAST_RELAYED.to_owned(), cid.into());
+    }
+    data
 }
 
 /// A typing hint from the page.
@@ -294,9 +321,9 @@ pub(crate) mod handlers {
     };
 
     use super::{
-        ChatError, Delivered, Joined, NodeName, Outgoing, RoomInfo, Typing, User, announce,
-        chat_rooms, check_name, check_room, check_text, name_of, now_ms, room_key, room_list,
-        room_users,
+        ChatError, Delivered, Joined, LAST_RELAYED, NodeName, Outgoing, RoomInfo, Typing, User,
+        already_relayed, announce, chat_rooms, check_name, check_room, check_text, name_of, now_ms,
+        room_key, room_list, room_users, with_last_relayed,
     };
 
     /// Lets in only clients with a usable nickname (`auth: {name}`); the others get a
@@ -314,9 +341,17 @@ pub(crate) mod handlers {
     async fn connected(socket: SocketRef, State(node): State<NodeName>, Auth(auth): Auth<Value>) {
         // Checked by the middleware, or at the first connection of a recovered session.
         let name = check_name(&auth).unwrap_or_else(|_| "?".to_owned());
-        let _ = socket.set_data(&json!({ "name": name, "node": node.0 }));
-        let rooms = chat_rooms(&socket.rooms());
         let recovered = socket.recovered();
+        let mut data = json!({ "name": name, "node": node.0 });
+        // A recovered socket keeps what it relayed: a retry after the recovery is still one.
+        if let Some(last) = recovered
+            .then(|| socket.data()[LAST_RELAYED].as_u64())
+            .flatten()
+        {
+            data = with_last_relayed(data, last);
+        }
+        let _ = socket.set_data(&data);
+        let rooms = chat_rooms(&socket.rooms());
         tracing::info!(socket = %socket.id(), %name, recovered, ?rooms, "connected");
         let welcome = json!({
             "name": name,
@@ -367,7 +402,8 @@ pub(crate) mod handlers {
     }
 
     /// Relays a message to the room's other users (on every node). The ack is the page's
-    /// "delivered" mark: the server accepted the message and handed it to the room.
+    /// "delivered" mark: the server accepted the message and handed it to the room. A message
+    /// whose `cid` was relayed already is acked again, not relayed again.
     #[on("msg")]
     async fn msg(
         socket: SocketRef,
@@ -380,19 +416,31 @@ pub(crate) mod handlers {
             return Err(ChatError::NotInRoom(room));
         }
         let at = now_ms();
-        let id = format!("{}-{at}", socket.id());
-        let message = json!({
-            "id": id,
-            "room": room,
-            "from": name_of(&socket),
-            "text": out.text,
-            "at": at,
-            "node": node.0,
-        });
-        socket
-            .to(room_key(&room))
-            .emit("msg", &message)
-            .map_err(|err| ChatError::Cluster(err.to_string()))?;
+        let id = match out.cid {
+            Some(cid) => format!("{}-c{cid}", socket.id()),
+            None => format!("{}-{at}", socket.id()),
+        };
+        let repeated = out
+            .cid
+            .is_some_and(|cid| already_relayed(&socket.data(), cid));
+        if !repeated {
+            let message = json!({
+                "id": id,
+                "cid": out.cid,
+                "room": room,
+                "from": name_of(&socket),
+                "text": out.text,
+                "at": at,
+                "node": node.0,
+            });
+            socket
+                .to(room_key(&room))
+                .emit("msg", &message)
+                .map_err(|err| ChatError::Cluster(err.to_string()))?;
+            if let Some(cid) = out.cid {
+                let _ = socket.set_data(&with_last_relayed(socket.data(), cid));
+            }
+        }
         Ok(Delivered {
             id,
             at,
@@ -479,6 +527,18 @@ mod tests {
         assert!(check_text("hi").is_ok());
         assert!(check_text("  ").is_err());
         assert!(check_text(&"x".repeat(MAX_MESSAGE_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn a_repeated_cid_is_not_relayed_again() {
+        let data = json!({ "name": "ada" });
+        assert!(!already_relayed(&data, 1));
+        let data = with_last_relayed(data, 1);
+        assert!(already_relayed(&data, 1));
+        assert!(!already_relayed(&data, 2));
+        let data = with_last_relayed(data, 7);
+        assert!(already_relayed(&data, 5));
+        assert_eq!(data["name"], "ada");
     }
 
     #[test]

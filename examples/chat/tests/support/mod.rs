@@ -89,18 +89,23 @@ pub(crate) struct ChatNode {
     child: Child,
     pub(crate) port: u16,
     pub(crate) name: String,
+    redis_url: String,
 }
 
 impl ChatNode {
     /// Starts a node on a free port, in a cluster on `redis_url`, and waits until it is
     /// subscribed (its "chat listening" log line comes after that) and answers `/health`.
     pub(crate) fn start(name: &str, redis_url: &str) -> Self {
-        Self::start_with(name, redis_url, &[])
+        Self::start_on(name, redis_url, free_port(), &[])
     }
 
     /// [`start`](Self::start) with more environment variables (e.g. `FORWARDING=off`).
     pub(crate) fn start_with(name: &str, redis_url: &str, env: &[(&str, &str)]) -> Self {
-        let port = free_port();
+        Self::start_on(name, redis_url, free_port(), env)
+    }
+
+    /// Starts a node on `port` with more environment variables (see [`ChatNode::start`]).
+    pub(crate) fn start_on(name: &str, redis_url: &str, port: u16, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
             .envs(env.iter().copied())
             .env("PORT", port.to_string())
@@ -126,11 +131,30 @@ impl ChatNode {
             child,
             port,
             name: name.to_owned(),
+            redis_url: redis_url.to_owned(),
         };
         rx.recv_timeout(Duration::from_secs(20))
             .unwrap_or_else(|_| panic!("chat node {name} did not start"));
         wait_listening(port, name);
         node
+    }
+
+    /// Stops the node as an orchestrator does (SIGTERM, then waits for it to exit) and starts
+    /// it again on the same port: one step of a rolling restart.
+    pub(crate) fn restart(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.child.try_wait().ok().flatten().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not stop on SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        *self = ChatNode::start_on(&self.name, &self.redis_url, self.port, &[]);
     }
 
     pub(crate) fn url(&self) -> String {
@@ -309,5 +333,84 @@ impl Drop for Nginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.prefix);
+    }
+}
+
+/// A Node script driven over its standard streams: the test writes commands to its stdin and
+/// reads the lines it prints; it is killed when the guard drops.
+pub(crate) struct Script {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Every line printed so far (stdout and stderr), for a failing test's message.
+    pub(crate) output: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Script {
+    /// Starts `node script args...` in the tests' npm folder.
+    pub(crate) fn start(script: &str, args: &[String]) -> Self {
+        let js = js_dir();
+        let mut child = Command::new("node")
+            .arg(js.join(script))
+            .args(args)
+            .current_dir(&js)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot run node");
+        let (tx, lines) = mpsc::channel();
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let pipes: [Box<dyn std::io::Read + Send>; 2] = [
+            Box::new(child.stdout.take().unwrap()),
+            Box::new(child.stderr.take().unwrap()),
+        ];
+        for pipe in pipes {
+            let (tx, output) = (tx.clone(), output.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    output.lock().unwrap().push_str(&format!("{line}\n"));
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Script {
+            child,
+            lines,
+            output,
+        }
+    }
+
+    /// Waits at most `limit` for a line starting with `prefix`; the rest of that line.
+    pub(crate) fn wait_for(&self, prefix: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return rest.trim().to_owned();
+                    }
+                }
+                Err(_) => panic!(
+                    "no `{prefix}` line within {limit:?}; the script printed:\n{}",
+                    self.output.lock().unwrap()
+                ),
+            }
+        }
+    }
+
+    /// Writes one line to the script's stdin.
+    pub(crate) fn send(&mut self, line: &str) {
+        use std::io::Write as _;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
