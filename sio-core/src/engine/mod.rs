@@ -31,6 +31,7 @@
 mod config;
 mod cors;
 mod error;
+mod headers;
 pub mod packet;
 pub mod payload;
 mod polling;
@@ -49,6 +50,7 @@ use bytestring::ByteString;
 pub use config::{AllowRequest, EngineConfig, EngineConfigBuilder, Transports};
 pub use cors::{AllowOrigin, Cors};
 pub use error::RequestError;
+pub(crate) use headers::header_text;
 pub use packet::{DecodeError, Frame, OpenPacket, Packet};
 pub use service::EngineService;
 pub use sid::{InvalidSid, Sid};
