@@ -19,11 +19,16 @@ pub(crate) struct Connection {
     decoder: Mutex<Option<Decoder>>,
     /// Set once any namespace connected; the connect timeout checks it.
     connected_once: AtomicBool,
+    /// Told when a namespace connects, so that the connect-timeout task ends then instead of
+    /// keeping its task and timer alive for `connect_timeout` on every connected session.
+    joined: tokio::sync::Notify,
 }
 
 impl Connection {
     pub(crate) fn insert(&self, ns: String, socket: SocketRef) {
         self.connected_once.store(true, Ordering::Release);
+        // `notify_one` keeps a permit when the task is not waiting yet.
+        self.joined.notify_one();
         self.lock().insert(ns, socket);
     }
 
@@ -74,6 +79,7 @@ impl engine::Handler for Client {
         tokio::spawn(async move {
             tokio::select! {
                 () = conn.closed() => {}
+                () = conn.data.joined.notified() => {}
                 () = tokio::time::sleep(timeout) => {
                     if !conn.data.connected_once.load(Ordering::Acquire) {
                         tracing::debug!(sid = %conn.sid(), "no namespace joined in time, closing");

@@ -5,17 +5,16 @@ use std::time::UNIX_EPOCH;
 
 use serde_json::{Map, Value, json};
 
-use crate::engine::RequestInfo;
+use crate::engine::{RequestInfo, header_text};
 
 /// Node's `socket.handshake` for the connection that `request` opened: `headers`, `time`,
 /// `address`, `xdomain`, `secure`, `issued`, `url`, `query` and `auth`.
 pub(crate) fn handshake(request: &RequestInfo, auth: &Value) -> Value {
     let headers: Map<String, Value> = request
-        .headers
-        .iter()
+        .headers()
         .filter_map(|(name, value)| {
-            let value = value.to_str().ok()?;
-            Some((name.as_str().to_owned(), Value::String(value.to_owned())))
+            let value = header_text(value)?;
+            Some((name.to_owned(), Value::String(value.to_owned())))
         })
         .collect();
     let query: Map<String, Value> = request
@@ -35,7 +34,7 @@ pub(crate) fn handshake(request: &RequestInfo, auth: &Value) -> Value {
         "headers": headers,
         "time": js_date(issued.as_secs()),
         "address": request.peer_addr.map(|a| a.ip().to_string()).unwrap_or_default(),
-        "xdomain": request.headers.contains_key("origin"),
+        "xdomain": request.has_header("origin"),
         "secure": request.uri.scheme_str() == Some("https"),
         "issued": u64::try_from(issued.as_millis()).unwrap_or(u64::MAX),
         "url": request.uri.to_string(),

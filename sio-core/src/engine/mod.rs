@@ -32,6 +32,7 @@ mod config;
 mod cors;
 mod error;
 mod forward;
+mod headers;
 pub mod packet;
 pub mod payload;
 mod polling;
@@ -54,6 +55,7 @@ pub use forward::{
     ForwardDecodeError, ForwardError, ForwardFuture, ForwardMessage, ForwardMethod,
     ForwardedRequest, ForwardedResponse, Forwarder,
 };
+pub(crate) use headers::header_text;
 pub use packet::{DecodeError, Frame, OpenPacket, Packet};
 pub use service::EngineService;
 pub use sid::{InvalidSid, Sid};

@@ -14,12 +14,12 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 
 use actix_web::HttpRequest;
-use actix_web::http::header::HeaderMap;
 use actix_web::http::{Method, Uri};
 use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::headers::{Headers, header_text};
 use super::packet::{Frame, Packet, encode};
 use super::sid::Sid;
 
@@ -125,8 +125,8 @@ pub struct RequestInfo {
     pub method: Method,
     /// The request's URI, with its query string.
     pub uri: Uri,
-    /// The request's headers.
-    pub headers: HeaderMap,
+    /// The request's headers, read with [`RequestInfo::headers`] and [`RequestInfo::header`].
+    headers: Headers,
     /// The peer's address, when the connection has one.
     pub peer_addr: Option<SocketAddr>,
     /// When the handshake arrived.
@@ -134,11 +134,48 @@ pub struct RequestInfo {
 }
 
 impl RequestInfo {
+    /// Every header of the handshake request as (lowercase name, raw value), in the request's
+    /// order; a repeated header appears once per value.
+    ///
+    /// ```
+    /// # fn f(socket: sio_core::SocketRef) {
+    /// for (name, value) in socket.request().headers() {
+    ///     println!("{name}: {}", String::from_utf8_lossy(value));
+    /// }
+    /// # }
+    /// ```
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.headers.iter()
+    }
+
+    /// The first value of the handshake request's header `name` (any case), as text; `None`
+    /// when it is absent or not visible ASCII.
+    ///
+    /// ```
+    /// # fn f(socket: sio_core::SocketRef) {
+    /// let agent = socket.request().header("user-agent").unwrap_or("unknown");
+    /// # }
+    /// ```
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(header_text)
+    }
+
+    /// Whether the handshake request has the header `name` (any case).
+    ///
+    /// ```
+    /// # fn f(socket: sio_core::SocketRef) {
+    /// let cross_origin = socket.request().has_header("origin");
+    /// # }
+    /// ```
+    pub fn has_header(&self, name: &str) -> bool {
+        self.headers.get(name).is_some()
+    }
+
     pub(crate) fn new(req: &HttpRequest) -> Self {
         RequestInfo {
             method: req.method().clone(),
             uri: req.uri().clone(),
-            headers: req.headers().clone(),
+            headers: Headers::new(req.headers()),
             peer_addr: req.peer_addr(),
             issued: SystemTime::now(),
         }
