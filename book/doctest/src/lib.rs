@@ -19,6 +19,9 @@ pub mod scaling {}
 #[doc = include_str!("../../src/redis.md")]
 pub mod redis {}
 
+#[doc = include_str!("../../src/no-sticky-sessions.md")]
+pub mod no_sticky_sessions {}
+
 #[doc = include_str!("../../src/deploying.md")]
 pub mod deploying {}
 
