@@ -206,12 +206,7 @@ impl Client {
                     }
                 };
                 let restored = session
-                    .filter(|s| {
-                        s.pid == pid
-                            && nsp
-                                .recovery()
-                                .is_some_and(|r| r.missed(s, &offset).is_some())
-                    })
+                    .filter(|s| s.pid == pid && nsp.recovery().is_some_and(|r| r.logs(&offset)))
                     .map(|s| (s, offset));
                 proceed(nsp, conn, ns, auth, restored).await;
             });

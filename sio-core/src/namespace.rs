@@ -564,17 +564,21 @@ impl Nsp {
         else {
             return;
         };
-        let session = Session {
+        store.save(
+            &self.path,
+            &self.session_of(socket, pid).to_stored(),
+            recovery.config().max_disconnection_duration,
+        );
+    }
+
+    /// What a client needs to recover `socket`, whose private session id is `pid`.
+    fn session_of(&self, socket: &Socket, pid: Sid) -> Session {
+        Session {
             sid: socket.id(),
             pid,
             rooms: self.adapter.rooms_of(socket.id()),
             data: socket.data(),
-        };
-        store.save(
-            &self.path,
-            &session.to_stored(),
-            recovery.config().max_disconnection_duration,
-        );
+        }
     }
 
     /// Starts (once) the task that rewrites the sessions of this namespace's sockets before
@@ -686,12 +690,7 @@ impl Nsp {
         } else if let (Some(recovery), Some(pid)) = (&self.recovery, socket.pid())
             && reason.is_recoverable()
         {
-            recovery.persist(Session {
-                sid: socket.id(),
-                pid,
-                rooms: self.adapter.rooms_of(socket.id()),
-                data: socket.data(),
-            });
+            recovery.persist(self.session_of(&socket, pid));
         }
         let deleted = self.adapter.leave_all(socket.id());
         self.rooms_changed(&[], &deleted);

@@ -125,6 +125,11 @@ impl EngineConfig {
     pub fn builder() -> EngineConfigBuilder {
         EngineConfigBuilder(EngineConfig::default())
     }
+
+    /// [`max_payload`](Self::max_payload) as a length to compare buffers with.
+    pub(crate) fn max_payload_len(&self) -> usize {
+        usize::try_from(self.max_payload).unwrap_or(usize::MAX)
+    }
 }
 
 /// Builds an [`EngineConfig`]; see its fields for the defaults.

@@ -17,7 +17,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::sid::Sid;
 use super::socket::{CloseReason, TransportKind};
-use super::{Engine, Handler, RequestError, polling};
+use super::{Engine, Handler, RequestError, polling, service};
 
 /// Version byte of the wire format; bumped when the layout changes, so mixed versions refuse
 /// each other's messages instead of misreading them.
@@ -305,34 +305,26 @@ impl<H: Handler> Engine<H> {
     }
 
     async fn run_forwarded(&self, request: ForwardedRequest) -> Result<HttpResponse, RequestError> {
-        let socket = self.session(request.sid).ok_or(RequestError::UnknownSid)?;
-        if socket.pong_overdue() {
-            socket.close(CloseReason::PingTimeout);
-        }
         let is_poll = request.method == ForwardMethod::Get;
-        if socket.is_closed() && !is_poll {
-            return Err(RequestError::UnknownSid);
-        }
+        let socket = service::live_session(self, request.sid, is_poll)?;
         if socket.transport() != TransportKind::Polling {
             return Err(RequestError::BadRequest);
         }
-        let max = usize::try_from(self.config().max_payload).unwrap_or(usize::MAX);
+        let max = self.config().max_payload_len();
         match request.method {
             ForwardMethod::Get => polling::get(&socket, max).await,
             ForwardMethod::Post => {
-                let Ok(_writer) = socket.writer.try_lock() else {
-                    socket.close(CloseReason::TransportError);
-                    return Err(RequestError::BadRequest);
-                };
+                let _writer = polling::claim_writer(&socket)?;
                 if request.body.len() > max {
                     socket.close(CloseReason::TransportError);
                     return Err(RequestError::PayloadTooLarge);
                 }
-                let binary = request.headers.iter().any(|(name, value)| {
-                    name == header::CONTENT_TYPE.as_str()
-                        && value.starts_with(b"application/octet-stream")
-                });
-                polling::post_body(self, &socket, request.body, binary)
+                let content_type = request
+                    .headers
+                    .iter()
+                    .find(|(name, _)| name == header::CONTENT_TYPE.as_str())
+                    .map(|(_, value)| value.as_ref());
+                polling::post_body(self, &socket, request.body, content_type)
             }
         }
     }
@@ -352,10 +344,11 @@ pub(super) async fn forward_polling<H: Handler>(
         Method::POST => ForwardMethod::Post,
         _ => return Err(RequestError::BadRequest),
     };
-    let max = usize::try_from(engine.config().max_payload).unwrap_or(usize::MAX);
     let body = match method {
         ForwardMethod::Get => Bytes::new(),
-        ForwardMethod::Post => polling::read_body(req, body, max).await?.freeze(),
+        ForwardMethod::Post => polling::read_body(req, body, engine.config().max_payload_len())
+            .await?
+            .freeze(),
     };
     let headers = FORWARDED_HEADERS
         .iter()

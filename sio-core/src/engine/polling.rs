@@ -123,13 +123,8 @@ pub(super) async fn post<H: Handler>(
     req: &HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, RequestError> {
-    let Ok(_writer) = socket.writer.try_lock() else {
-        tracing::debug!(sid = %socket.sid(), "overlapping posts, closing the session");
-        socket.close(CloseReason::TransportError);
-        return Err(RequestError::BadRequest);
-    };
-    let max = usize::try_from(engine.config().max_payload).unwrap_or(usize::MAX);
-    let body = match read_body(req, body, max).await {
+    let _writer = claim_writer(socket)?;
+    let body = match read_body(req, body, engine.config().max_payload_len()).await {
         Ok(body) => body,
         Err(err) => {
             tracing::debug!(sid = %socket.sid(), %err, "bad polling body, closing the session");
@@ -137,20 +132,34 @@ pub(super) async fn post<H: Handler>(
             return Err(err);
         }
     };
-    let binary_body = req
+    let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
-    post_body(engine, socket, body.freeze(), binary_body)
+        .map(|v| v.as_bytes());
+    post_body(engine, socket, body.freeze(), content_type)
 }
 
-/// Acts on the packets of a POST body already read (locally, or forwarded by another node).
+/// The session's right to take a POST: one at a time, and a client that overlaps two is broken,
+/// so its session closes.
+pub(super) fn claim_writer<D>(
+    socket: &Socket<D>,
+) -> Result<tokio::sync::MutexGuard<'_, ()>, RequestError> {
+    socket.writer.try_lock().map_err(|_| {
+        tracing::debug!(sid = %socket.sid(), "overlapping posts, closing the session");
+        socket.close(CloseReason::TransportError);
+        RequestError::BadRequest
+    })
+}
+
+/// Acts on the packets of a POST body already read (locally, or forwarded by another node),
+/// sent with `content_type`.
 pub(super) fn post_body<H: Handler>(
     engine: &Engine<H>,
     socket: &Arc<Socket<H::Data>>,
     body: bytes::Bytes,
-    binary_body: bool,
+    content_type: Option<&[u8]>,
 ) -> Result<HttpResponse, RequestError> {
+    let binary_body = content_type.is_some_and(|v| v.starts_with(b"application/octet-stream"));
     let decoded = match socket.protocol() {
         Protocol::V4 => payload::decode(body),
         Protocol::V3 { .. } if binary_body => payload::v3::decode_binary_payload(&body),

@@ -1,13 +1,14 @@
 //! Mounting an engine into an actix-web `App`, and routing each request to its transport.
 
 use std::fmt;
+use std::sync::Arc;
 
 use actix_web::dev::{AppService, HttpServiceFactory};
 use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
 
-use super::socket::{CloseReason, Protocol, TransportKind};
+use super::socket::{CloseReason, Protocol, Socket, TransportKind};
 use super::{Engine, Handler, RequestError, Sid, forward, polling, websocket};
 
 /// The actix-web service of an [`Engine`], answering on its configured path (with or without
@@ -125,27 +126,35 @@ async fn route<H: Handler>(
     {
         return forward::forward_polling(engine, &forwarder, sid, req, body).await;
     }
-    let socket = engine.session(sid).ok_or(RequestError::UnknownSid)?;
-    if socket.pong_overdue() {
-        socket.close(CloseReason::PingTimeout);
-    }
-    // A closed session lingers only to answer its client's close to one last poll.
     let is_poll = transport == TransportKind::Polling && req.method() == Method::GET;
-    if socket.is_closed() && !is_poll {
-        return Err(RequestError::UnknownSid);
-    }
+    let socket = live_session(engine, sid, is_poll)?;
     match transport {
         TransportKind::Websocket => websocket::upgrade(engine, socket, req, body),
         TransportKind::Polling if socket.transport() != TransportKind::Polling => {
             Err(RequestError::BadRequest)
         }
         TransportKind::Polling => match *req.method() {
-            Method::GET => {
-                let max = usize::try_from(config.max_payload).unwrap_or(usize::MAX);
-                polling::get(&socket, max).await
-            }
+            Method::GET => polling::get(&socket, config.max_payload_len()).await,
             Method::POST => polling::post(engine, &socket, req, body).await,
             _ => Err(RequestError::BadRequest),
         },
     }
+}
+
+/// The session `sid` names, for a request that is a poll (`is_poll`) or not; whether it came
+/// to this node directly or was forwarded. A session whose client stopped answering pings is
+/// closed first; a closed session lingers only to answer its client's close to one last poll.
+pub(super) fn live_session<H: Handler>(
+    engine: &Engine<H>,
+    sid: Sid,
+    is_poll: bool,
+) -> Result<Arc<Socket<H::Data>>, RequestError> {
+    let socket = engine.session(sid).ok_or(RequestError::UnknownSid)?;
+    if socket.pong_overdue() {
+        socket.close(CloseReason::PingTimeout);
+    }
+    if socket.is_closed() && !is_poll {
+        return Err(RequestError::UnknownSid);
+    }
+    Ok(socket)
 }

@@ -66,7 +66,7 @@ fn accept<H: Handler>(
     req: &HttpRequest,
     body: web::Payload,
 ) -> Result<(HttpResponse, Session, AggregatedMessageStream), RequestError> {
-    let max = usize::try_from(engine.config().max_payload).unwrap_or(usize::MAX);
+    let max = engine.config().max_payload_len();
     let (res, session, stream) =
         actix_ws::handle(req, body).map_err(|_| RequestError::BadRequest)?;
     let stream = stream

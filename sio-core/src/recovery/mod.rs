@@ -187,8 +187,13 @@ impl Recovery {
         if expires <= Instant::now() {
             return None;
         }
-        self.missed(&session, offset)?;
-        Some(session)
+        self.logs(offset).then_some(session)
+    }
+
+    /// Whether `offset` is still in the log, so that what came after it can be sent: a check
+    /// before [`Recovery::missed`] reads (and clones) the events themselves.
+    pub(crate) fn logs(&self, offset: &str) -> bool {
+        lock(&self.log).iter().any(|e| e.offset == offset)
     }
 
     /// The logged broadcasts after `offset` that would have reached `session`; `None` when
