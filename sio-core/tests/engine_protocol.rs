@@ -93,6 +93,18 @@ async fn handshake_announces_the_settings() {
 }
 
 #[actix_web::test]
+async fn the_path_answers_with_and_without_its_trailing_slash_only() {
+    let base = server();
+    let bare = base.trim_end_matches('/');
+    open(&base).await;
+    open(bare).await;
+    for other in [format!("{bare}x/"), format!("{base}x")] {
+        let (status, _) = get(&format!("{other}?EIO=4&transport=polling")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{other}");
+    }
+}
+
+#[actix_web::test]
 async fn bad_requests_get_node_s_errors() {
     let base = server();
     let cases = [

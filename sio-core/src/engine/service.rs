@@ -36,13 +36,23 @@ impl<H: Handler> HttpServiceFactory for EngineService<H> {
     fn register(self, config: &mut AppService) {
         let path = self.engine.config().path.clone();
         let bare = path.trim_end_matches('/').to_owned();
-        let engine = self.engine;
-        web::resource([path, bare])
-            .to(move |req: HttpRequest, body: web::Payload| {
-                let engine = engine.clone();
-                async move { handle(engine, req, body).await }
-            })
-            .register(config);
+        // One resource per spelling: a resource with one static pattern is matched by string
+        // comparison, one with several patterns through a regex set (a tenth of the cost of a
+        // websocket connect, and paid again by every polling request).
+        let paths = if bare == path {
+            vec![path]
+        } else {
+            vec![path, bare]
+        };
+        for path in paths {
+            let engine = self.engine.clone();
+            web::resource(path)
+                .to(move |req: HttpRequest, body: web::Payload| {
+                    let engine = engine.clone();
+                    async move { handle(engine, req, body).await }
+                })
+                .register(config);
+        }
     }
 }
 
