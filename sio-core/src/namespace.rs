@@ -290,7 +290,7 @@ impl EventDispatch {
         let mut ctx = Context::server(self.shared.clone());
         ctx.event = Some(event.to_owned());
         ctx.args = Some(args);
-        call(handler, ctx, event);
+        call(handler, ctx, "event");
         true
     }
 }
@@ -478,14 +478,14 @@ impl Nsp {
                     return done(ClusterResponse::Acks(Vec::new()));
                 };
                 let mut ctx = Context::server(self.shared.clone());
-                ctx.event = Some(event.clone());
+                ctx.event = Some(event);
                 ctx.args = Some(args.collect());
                 let answer = ack.then(|| {
                     let (tx, rx) = tokio::sync::oneshot::channel();
                     ctx.server_ack = Some(tx);
                     rx
                 });
-                call(handler, ctx, &event);
+                call(handler, ctx, "server event");
                 if let Some(answer) = answer {
                     // A handler that drops its AckSender answers nothing.
                     return Box::pin(async move {
@@ -714,8 +714,8 @@ impl Nsp {
         attachments: Vec<Bytes>,
     ) {
         let own = self.handlers.events.get(&event);
-        let ctx = |args, attachments| Context {
-            event: Some(event.clone()),
+        let ctx = |event, args, attachments| Context {
+            event: Some(event),
             args: Some(args),
             attachments: Some(attachments),
             ack_id: id,
@@ -723,10 +723,13 @@ impl Nsp {
         };
         match (&self.handlers.any, own) {
             (Some(any), Some(own)) => {
-                call(any, ctx(args.clone(), attachments.clone()), &event);
-                call(own, ctx(args, attachments), &event);
+                let first = ctx(event.clone(), args.clone(), attachments.clone());
+                call(any, first, "event");
+                call(own, ctx(event, args, attachments), "event");
             }
-            (Some(one), None) | (None, Some(one)) => call(one, ctx(args, attachments), &event),
+            (Some(one), None) | (None, Some(one)) => {
+                call(one, ctx(event, args, attachments), "event");
+            }
             (None, None) => {
                 tracing::trace!(socket = %socket.id(), %event, "no handler for the event");
             }
@@ -757,11 +760,10 @@ fn connect_context(socket: &SocketRef) -> Context {
 /// What the handler returns answers the ack its caller waits for, unless the handler's
 /// [`AckSender`] answered it already: `Ok(value)` as `value`, an error as one argument,
 /// `{"error": "<the error>"}`.
-fn call(handler: &EventHandler, mut ctx: Context, what: &str) {
-    let socket = ctx
-        .socket
-        .as_ref()
-        .map_or_else(|| "server".to_owned(), |s| s.id().to_string());
+fn call(handler: &EventHandler, mut ctx: Context, kind: &'static str) {
+    // Only ids (Copy) are kept for the logs: formatting them on every call cost an allocation
+    // and a base64 encoding per event, for logs that are rarely written.
+    let socket = ctx.socket.as_ref().map(|s| s.id());
     // Read before the call: a handler's AckSender takes the ack id out of the context.
     let client_ack = ctx.socket.clone().map(|s| AckTarget::Client(s, ctx.ack_id));
     match handler(&mut ctx) {
@@ -770,7 +772,7 @@ fn call(handler: &EventHandler, mut ctx: Context, what: &str) {
             // handler's AckSender took it.
             let target = client_ack.unwrap_or_else(|| AckTarget::Server(ctx.server_ack.take()));
             let reply_to = AckSender::new(target, ctx.acked.clone());
-            let what = what.to_owned();
+            let event = ctx.event.take();
             let shared = ctx.shared.clone();
             run(fut, &ctx.shared.in_flight, move |reply| {
                 let args = match reply {
@@ -778,21 +780,26 @@ fn call(handler: &EventHandler, mut ctx: Context, what: &str) {
                     Ok(None) => return,
                     Err(err) => {
                         shared.handler_errors.fetch_add(1, AtomicOrdering::Relaxed);
-                        tracing::warn!(target: "sio::handler", %socket, handler = %what, %err, "handler failed");
+                        tracing::warn!(target: "sio::handler", socket = %caller(socket), handler = event.as_deref().unwrap_or(kind), %err, "handler failed");
                         let mut error = serde_json::Map::new();
                         error.insert("error".into(), Value::String(err));
                         vec![Value::Object(error)]
                     }
                 };
                 if let Err(err) = reply_to.answer(args) {
-                    tracing::debug!(%socket, handler = %what, %err, "cannot send the ack");
+                    tracing::debug!(socket = %caller(socket), handler = event.as_deref().unwrap_or(kind), %err, "cannot send the ack");
                 }
             });
         }
         Err(err) => {
-            tracing::debug!(target: "sio::rejection", %socket, handler = %what, %err, "handler not called");
+            tracing::debug!(target: "sio::rejection", socket = %caller(socket), handler = ctx.event.as_deref().unwrap_or(kind), %err, "handler not called");
         }
     }
+}
+
+/// Who a handler ran for, in logs: a socket id, or the server (server-side events).
+fn caller(socket: Option<Sid>) -> String {
+    socket.map_or_else(|| "server".to_owned(), |sid| sid.to_string())
 }
 
 impl RequestHandler for Nsp {
