@@ -57,10 +57,10 @@ impl Packet {
 /// The frames of one packet: its text then its binary attachments (JSON), or one binary
 /// message (MessagePack).
 pub(crate) fn frames(parser: Parser, packet: &Packet) -> Vec<Frame> {
-    match parser.encode(packet) {
-        Encoded::Text(text, attachments) => {
+    match parser.encode_message(packet) {
+        Encoded::Text(frame, attachments) => {
             let mut frames = Vec::with_capacity(1 + attachments.len());
-            frames.push(Frame::message(&text));
+            frames.push(Frame::Text(frame.into()));
             frames.extend(attachments.into_iter().map(Frame::Binary));
             frames
         }

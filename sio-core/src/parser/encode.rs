@@ -20,6 +20,17 @@ use super::{Packet, PacketData, kind};
 /// assert_eq!(encode(&packet), (r#"0/custom,{"sid":"x"}"#.to_string(), vec![]));
 /// ```
 pub fn encode(packet: &Packet) -> (String, Vec<Bytes>) {
+    encode_after(String::new(), packet)
+}
+
+/// Encodes a packet as the text of its Engine.IO message frame (`4` then the packet), so that
+/// the frame is built in one buffer instead of being copied behind its prefix.
+pub(crate) fn encode_message(packet: &Packet) -> (String, Vec<Bytes>) {
+    encode_after(String::from("4"), packet)
+}
+
+/// Appends the packet's text to `out`: the JSON is serialized into the same buffer.
+fn encode_after(mut out: String, packet: &Packet) -> (String, Vec<Bytes>) {
     let (kind, payload, id, attachments): (u8, Option<&Value>, Option<u64>, &[Bytes]) =
         match &packet.data {
             PacketData::Connect(payload) => (kind::CONNECT, payload.as_ref(), None, &[]),
@@ -50,7 +61,8 @@ pub fn encode(packet: &Packet) -> (String, Vec<Bytes>) {
             }
             PacketData::ConnectError(payload) => (kind::CONNECT_ERROR, Some(payload), None, &[]),
         };
-    let mut out = String::with_capacity(16 + packet.ns.len());
+    // Room for a small event without growing; a larger one doubles from there.
+    out.reserve(64 + packet.ns.len());
     out.push(char::from(kind));
     // Writing to a String cannot fail.
     if !attachments.is_empty() {
@@ -64,9 +76,11 @@ pub fn encode(packet: &Packet) -> (String, Vec<Bytes>) {
         let _ = write!(out, "{id}");
     }
     if let Some(payload) = payload {
-        // A `Value` always serializes.
-        let json = serde_json::to_string(payload).unwrap_or_default();
-        out.push_str(&json);
+        let mut bytes = out.into_bytes();
+        // A `Value` always serializes, and as UTF-8: the check below never fails.
+        let _ = serde_json::to_writer(&mut bytes, payload);
+        out = String::from_utf8(bytes)
+            .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned());
     }
     (out, attachments.to_vec())
 }
@@ -82,6 +96,21 @@ mod tests {
             data,
         })
         .0
+    }
+
+    #[test]
+    fn the_message_frame_is_the_packet_behind_its_prefix() {
+        let packet = Packet {
+            ns: "/chat".into(),
+            data: PacketData::Event {
+                args: json!(["message", {"text": "hé", "n": [1, 2]}]),
+                id: Some(12),
+                attachments: vec![],
+            },
+        };
+        let (frame, _) = encode_message(&packet);
+        assert_eq!(frame, format!("4{}", encode(&packet).0));
+        assert_eq!(frame, r#"42/chat,12["message",{"text":"hé","n":[1,2]}]"#);
     }
 
     #[test]

@@ -68,6 +68,19 @@ impl Parser {
             Parser::MsgPack => Encoded::Binary(msgpack::encode(packet)),
         }
     }
+
+    /// [`Parser::encode`], except that a text comes as its whole Engine.IO message frame
+    /// (`4` then the packet), built in one buffer.
+    pub(crate) fn encode_message(self, packet: &Packet) -> Encoded {
+        match self {
+            Parser::Json => {
+                let (frame, attachments) = encode::encode_message(packet);
+                Encoded::Text(frame, attachments)
+            }
+            #[cfg(feature = "msgpack")]
+            Parser::MsgPack => Encoded::Binary(msgpack::encode(packet)),
+        }
+    }
 }
 
 /// One Socket.IO packet.
