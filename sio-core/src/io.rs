@@ -381,7 +381,9 @@ impl SocketIoBuilder {
 
     /// Sticky-free forwarding: a polling request that reaches this node for a session of
     /// another node (behind a load balancer without sticky sessions) is carried to that node
-    /// over the cluster backend and its answer relayed. On by default when the backend of
+    /// over the cluster backend and its answer relayed. A WebSocket upgrade for such a session
+    /// is accepted here and its messages relayed both ways through a tunnel to the owner, which
+    /// runs the upgrade as for a local WebSocket. On by default when the backend of
     /// [`adapter`](Self::adapter) supports it; `false` turns it off (such requests then get
     /// "Session ID unknown", as without a cluster).
     ///
@@ -493,12 +495,13 @@ fn start_forwarding(
 ) -> Option<Arc<ClusterForwarder>> {
     // The forwarder is owned by the engine, so it reaches the engine weakly (no cycle).
     let weak = engine.downgrade();
-    let serve: Serve = Arc::new(move |request: ForwardedRequest| -> ServeFuture {
+    let serve: Serve = Arc::new(move |request: ForwardedRequest, tunnel| -> ServeFuture {
         let engine = weak.upgrade();
         Box::pin(async move {
-            match engine {
-                Some(engine) => engine.serve_forwarded(request).await,
-                None => ForwardedResponse {
+            match (engine, tunnel) {
+                (Some(engine), Some(tunnel)) => engine.serve_tunnel(request, tunnel),
+                (Some(engine), None) => engine.serve_forwarded(request).await,
+                (None, _) => ForwardedResponse {
                     id: request.id,
                     status: 503,
                     headers: vec![],

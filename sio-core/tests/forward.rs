@@ -1,14 +1,18 @@
 //! Sticky-free forwarding between two nodes of a `MemoryCluster`: a session opened on one node
-//! is served by polling requests that reach the other.
+//! is served by polling requests that reach the other, and upgraded by a WebSocket that reaches
+//! the other (tunnelled to the owner).
 
-#![allow(clippy::expect_used)]
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod common;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use awc::ws::{Frame, Message};
+use futures_util::{SinkExt as _, StreamExt as _};
 use sio_core::engine::Sid;
-use sio_core::{MemoryCluster, SocketIo};
+use sio_core::{AckSender, Args, ForwardStats, MemoryCluster, Namespace, SocketIo};
 
 fn node(io: SocketIo) -> SocketAddr {
     common::start(move || {
@@ -90,7 +94,7 @@ fn unused_node_id() -> u32 {
 }
 
 #[actix_web::test]
-async fn without_forwarding_a_foreign_sid_is_unknown() {
+async fn without_forwarding_a_foreign_sid_is_unknown_to_polls_and_upgrades() {
     let cluster = MemoryCluster::default();
     let io_a = SocketIo::builder().adapter(cluster.node()).build();
     let io_b = SocketIo::builder()
@@ -103,4 +107,226 @@ async fn without_forwarding_a_foreign_sid_is_unknown() {
     let (status, body) = request(&client, "POST", b, Some(&sid_of(&open)), "40").await;
     assert_eq!(status, 400);
     assert!(body.contains("Session ID unknown"), "{body}");
+    assert_refused(ws_connect(b, &sid_of(&open)).await);
+}
+
+/// A node whose main namespace acks `echo` with its arguments.
+fn echo_node(cluster: &MemoryCluster) -> SocketIo {
+    let ns = Namespace::new("/").on("echo", |args: Args, ack: AckSender| async move {
+        let _ = ack.send(&args);
+    });
+    SocketIo::builder()
+        .adapter(cluster.node())
+        .namespace(ns)
+        .engine(|e| e.upgrade_timeout(Duration::from_millis(500)))
+        .build()
+}
+
+/// Two echo nodes of one cluster, serving on the two addresses, and an HTTP client.
+fn two_nodes() -> (SocketIo, SocketIo, SocketAddr, SocketAddr, awc::Client) {
+    let cluster = MemoryCluster::default();
+    let (io_a, io_b) = (echo_node(&cluster), echo_node(&cluster));
+    let (a, b) = (node(io_a.clone()), node(io_b.clone()));
+    (io_a, io_b, a, b, awc::Client::default())
+}
+
+/// A session opened on `owner` and a WebSocket through `edge` that has probed it.
+async fn probing(
+    client: &awc::Client,
+    owner: SocketAddr,
+    edge: SocketAddr,
+) -> (String, common::Ws) {
+    let sid = connected_session(client, owner).await;
+    let mut ws = ws_connect(edge, &sid).await.expect("upgrade accepted");
+    probe(&mut ws).await;
+    (sid, ws)
+}
+
+/// Sends the probe and checks its answer.
+async fn probe(ws: &mut common::Ws) {
+    send(ws, "2probe").await;
+    assert_eq!(common::next_text(ws).await, "3probe");
+}
+
+/// Waits until neither node has a tunnel end left.
+async fn no_tunnels_left(io_a: &SocketIo, io_b: &SocketIo) {
+    until("both tunnel ends to go", || {
+        forwarding(io_a).tunnels == 0 && forwarding(io_b).tunnels == 0
+    })
+    .await;
+}
+
+fn forwarding(io: &SocketIo) -> ForwardStats {
+    io.metrics().forwarding.expect("forwarding on")
+}
+
+/// Waits (at most 10 s) until `done` holds.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A polling session opened on `owner`, connected to the main namespace; its sid.
+async fn connected_session(client: &awc::Client, owner: SocketAddr) -> String {
+    let (_, open) = request(client, "GET", owner, None, "").await;
+    let sid = sid_of(&open);
+    assert_eq!(
+        request(client, "POST", owner, Some(&sid), "40").await.0,
+        200
+    );
+    let (_, connect) = request(client, "GET", owner, Some(&sid), "").await;
+    assert!(connect.starts_with("40{"), "{connect}");
+    sid
+}
+
+async fn ws_connect(addr: SocketAddr, sid: &str) -> Result<common::Ws, awc::error::WsClientError> {
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket&sid={sid}");
+    let (_, ws) = awc::Client::new().ws(url).connect().await?;
+    Ok(ws)
+}
+
+/// The handshake was answered with Engine.IO's 400, not switched to a WebSocket.
+fn assert_refused(connect: Result<common::Ws, awc::error::WsClientError>) {
+    match connect {
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
+            assert_eq!(status.as_u16(), 400);
+        }
+        Err(err) => panic!("{err}"),
+        Ok(_) => panic!("upgraded"),
+    }
+}
+
+async fn send(ws: &mut common::Ws, text: &str) {
+    ws.send(Message::Text(text.to_owned().into()))
+        .await
+        .unwrap();
+}
+
+/// The close frame's code, after any text frames (which are returned with it).
+async fn until_closed(ws: &mut common::Ws) -> (Vec<String>, Option<u16>) {
+    let mut texts = Vec::new();
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a close within 5 s");
+        match frame {
+            Some(Ok(Frame::Text(text))) => texts.push(String::from_utf8(text.to_vec()).unwrap()),
+            Some(Ok(Frame::Close(reason))) => return (texts, reason.map(|r| r.code.into())),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return (texts, None),
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_websocket_upgrade_on_another_node_is_tunnelled_to_the_owner() {
+    let (io_a, io_b, a, b, client) = two_nodes();
+    let sid = connected_session(&client, a).await;
+
+    // The upgrade reaches B; the probe, the upgrade and the events run on A's session.
+    let mut ws = ws_connect(b, &sid).await.expect("upgrade accepted");
+    probe(&mut ws).await;
+    send(&mut ws, "5").await;
+    send(&mut ws, r#"420["echo","over the tunnel",{"n":1}]"#).await;
+    assert_eq!(
+        common::next_text(&mut ws).await,
+        r#"430["over the tunnel",{"n":1}]"#
+    );
+    // From the owner to the client: a broadcast of A's.
+    io_a.emit("news", "from A").unwrap();
+    assert_eq!(common::next_text(&mut ws).await, r#"42["news","from A"]"#);
+    assert_eq!(io_a.metrics().sockets, vec![("/".to_owned(), 1)]);
+    assert_eq!(io_b.metrics().traffic.sessions, 0);
+    let (fa, fb) = (forwarding(&io_a), forwarding(&io_b));
+    assert_eq!((fa.tunnels, fb.tunnels), (1, 1));
+    // B relayed `2probe`, `5` and the event; A `3probe`, the ack and the broadcast.
+    assert_eq!((fa.tunnel_messages, fb.tunnel_messages), (3, 3));
+    // The session is on WebSocket now: polling for it is refused, wherever it lands.
+    assert_eq!(request(&client, "GET", b, Some(&sid), "").await.0, 400);
+
+    // The client closes: the owner's session ends and both tunnel ends go.
+    ws.send(Message::Close(None)).await.unwrap();
+    until("the session to close", || {
+        io_a.metrics().traffic.sessions == 0
+    })
+    .await;
+    no_tunnels_left(&io_a, &io_b).await;
+}
+
+#[actix_web::test]
+async fn the_owner_closing_closes_the_tunnelled_websocket() {
+    let (io_a, io_b, a, b, client) = two_nodes();
+    let (_, mut ws) = probing(&client, a, b).await;
+    send(&mut ws, "5").await;
+    // Wait for the upgrade to complete on A before closing A's sessions.
+    send(&mut ws, r#"421["echo"]"#).await;
+    assert_eq!(common::next_text(&mut ws).await, "431[]");
+
+    io_a.close();
+    let (texts, code) = until_closed(&mut ws).await;
+    assert_eq!(texts.last().map(String::as_str), Some("1"), "{texts:?}");
+    assert_eq!(code, Some(1000));
+    no_tunnels_left(&io_a, &io_b).await;
+}
+
+#[actix_web::test]
+async fn a_probe_that_never_upgrades_leaves_nothing_behind() {
+    let (io_a, io_b, a, b, client) = two_nodes();
+    let (sid, mut ws) = probing(&client, a, b).await;
+    // No `5`: the owner gives up after its upgrade timeout and the edge closes the WebSocket.
+    let (_, code) = until_closed(&mut ws).await;
+    assert_eq!(code, None);
+    no_tunnels_left(&io_a, &io_b).await;
+    // The session goes on over polling, through either node.
+    assert_eq!(
+        request(
+            &client,
+            "POST",
+            b,
+            Some(&sid),
+            r#"420["echo","still here"]"#
+        )
+        .await,
+        (200, "ok".to_owned())
+    );
+    assert_eq!(
+        request(&client, "GET", a, Some(&sid), "").await,
+        (200, r#"430["still here"]"#.to_owned())
+    );
+    // A second upgrade may try again.
+    let mut ws = ws_connect(b, &sid).await.expect("upgrade accepted");
+    probe(&mut ws).await;
+}
+
+#[actix_web::test]
+async fn only_upgrades_of_another_node_s_session_are_tunnelled() {
+    let (io_a, io_b, a, b, client) = two_nodes();
+
+    // A WebSocket-only client (no sid) is B's own session.
+    let url = format!("ws://{b}/socket.io/?EIO=4&transport=websocket");
+    let (_, mut ws) = awc::Client::new().ws(url).connect().await.unwrap();
+    assert!(common::next_text(&mut ws).await.starts_with("0{"));
+    assert_eq!(io_b.metrics().traffic.sessions, 1);
+    assert_eq!(io_a.metrics().traffic.sessions, 0);
+    assert_eq!(
+        (forwarding(&io_a).tunnels, forwarding(&io_b).tunnels),
+        (0, 0)
+    );
+    drop(ws);
+
+    // A second WebSocket for a session another one is probing is closed at once (policy).
+    let sid = connected_session(&client, a).await;
+    let mut first = ws_connect(b, &sid).await.expect("upgrade accepted");
+    probe(&mut first).await;
+    let mut second = ws_connect(b, &sid).await.expect("accepted, then closed");
+    assert_eq!(until_closed(&mut second).await.1, Some(1008));
+
+    // An unknown session, or a node that is gone, gets the protocol's 400 before any upgrade.
+    let ghost = Sid::new(unused_node_id()).to_string();
+    assert_refused(ws_connect(b, &ghost).await);
 }

@@ -11,7 +11,7 @@
 //! Environment: `PORT` (3000), `HOST` (127.0.0.1), `NODE_NAME` (`chat-<PORT>`, shown in the
 //! page), `REDIS_URL` (unset: one node, in memory; set: a cluster node on the Redis adapter,
 //! wire-compatible with Node's `@socket.io/redis-adapter`), `FORWARDING` (`off` turns
-//! sticky-free forwarding of polling requests between nodes off), `RUST_LOG` (`info`).
+//! sticky-free forwarding of polling requests and upgrades between nodes off), `RUST_LOG` (`info`).
 //!
 //! On SIGTERM or Ctrl-C every client is told to reconnect (to another node, behind a load
 //! balancer), in-flight requests finish (at most 5 s), and the process exits.

@@ -104,18 +104,23 @@ impl Metrics {
                 ),
                 (
                     "sio_forwarded_requests_total",
-                    "Polling requests forwarded to the node owning their session",
+                    "Polling requests and upgrades forwarded to the node owning their session",
                     |s| s.io.forwarding.map_or(0, |f| f.forwarded),
                 ),
                 (
                     "sio_forward_served_total",
-                    "Polling requests other nodes forwarded to this one",
+                    "Polling requests and upgrades other nodes forwarded to this one",
                     |s| s.io.forwarding.map_or(0, |f| f.served),
                 ),
                 (
                     "sio_forward_failures_total",
                     "Forwarded requests that got no answer (unknown node, timeout, busy)",
                     |s| s.io.forwarding.map_or(0, |f| f.failures),
+                ),
+                (
+                    "sio_tunnel_messages_total",
+                    "WebSocket messages relayed through upgrade tunnels to or from other nodes",
+                    |s| s.io.forwarding.map_or(0, |f| f.tunnel_messages),
                 ),
             ]);
         }

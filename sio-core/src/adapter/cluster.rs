@@ -208,6 +208,8 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// Sends `message` to node `node_id` alone. Answers whether some node listens for that id
     /// (`false`: the node is gone, so a request for its sessions can be refused at once).
+    /// Messages a caller sends one after the other (each once the previous send resolved)
+    /// reach the node in that order: tunnels rely on it (and break when one goes missing).
     fn send_to_node(&self, node_id: u32, message: Bytes) -> BackendFuture<bool> {
         let _ = (node_id, message);
         Box::pin(async { Ok(false) })

@@ -1,5 +1,6 @@
 //! The engine's [`Forwarder`] over a cluster [`Backend`]: requests for another node's sessions
-//! go to that node alone ([`Backend::send_to_node`]), and its answer comes back the same way.
+//! go to that node alone ([`Backend::send_to_node`]), and its answer comes back the same way;
+//! so do the messages of the tunnels that relay upgraded WebSockets.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,23 +14,32 @@ use tokio::sync::oneshot;
 
 use super::cluster::{Backend, NodeReceiver};
 use crate::engine::{
-    ForwardError, ForwardFuture, ForwardMessage, ForwardedRequest, ForwardedResponse, Forwarder,
+    ForwardError, ForwardFuture, ForwardMessage, ForwardMethod, ForwardedRequest,
+    ForwardedResponse, Forwarder, Tunnel, TunnelFuture, TunnelId, TunnelInlet, TunnelLink,
+    TunnelMessage, TunnelSendFuture,
 };
 
 /// What the owner does with a request forwarded to it: run it against its local session.
 pub type ServeFuture = Pin<Box<dyn Future<Output = ForwardedResponse> + Send>>;
 
-/// Runs a forwarded request on this node (the engine's `serve_forwarded`).
-pub type Serve = Arc<dyn Fn(ForwardedRequest) -> ServeFuture + Send + Sync>;
+/// Runs a forwarded request on this node (the engine's `serve_forwarded`); an upgrade comes
+/// with the owner's end of its tunnel (for the engine's `serve_tunnel`).
+pub type Serve = Arc<dyn Fn(ForwardedRequest, Option<Tunnel>) -> ServeFuture + Send + Sync>;
 
 /// Limits of a [`ClusterForwarder`].
 #[derive(Debug, Clone, Copy)]
 pub struct ForwardLimits {
     /// How long the edge node waits for the owner's answer. A poll waits up to the ping
-    /// interval for data on the owner, so this must be longer than that.
+    /// interval for data on the owner, so this must be longer than that. Also how long an end
+    /// of a tunnel waits for the other's next message before it gives up (the owner pings
+    /// every ping interval, and the client answers).
     pub timeout: Duration,
     /// How many forwarded requests may wait for answers at once; more get [`ForwardError::Busy`].
     pub max_in_flight: usize,
+    /// The payload bytes one tunnel end buffers of the other end's messages; a tunnel whose
+    /// reader falls further behind breaks (the client's WebSocket closes, the session sees a
+    /// transport close).
+    pub tunnel_buffer: usize,
 }
 
 impl Default for ForwardLimits {
@@ -37,6 +47,7 @@ impl Default for ForwardLimits {
         ForwardLimits {
             timeout: Duration::from_secs(45),
             max_in_flight: 10_000,
+            tunnel_buffer: 8 << 20,
         }
     }
 }
@@ -51,6 +62,10 @@ pub struct ForwardStats {
     pub served: u64,
     /// Forwarded requests that got no answer (unknown node, timeout, busy, backend error).
     pub failures: u64,
+    /// Tunnel ends open on this node now (edge and owner ends alike).
+    pub tunnels: usize,
+    /// Tunnel messages this node sent (WebSocket messages relayed, and closes).
+    pub tunnel_messages: u64,
 }
 
 /// The [`Forwarder`] of one node over a cluster backend.
@@ -63,7 +78,7 @@ pub struct ForwardStats {
 /// use sio_core::engine::ForwardedResponse;
 ///
 /// let cluster = MemoryCluster::default();
-/// let serve = Arc::new(|req: sio_core::engine::ForwardedRequest| -> ServeFuture {
+/// let serve = Arc::new(|req: sio_core::engine::ForwardedRequest, _tunnel| -> ServeFuture {
 ///     Box::pin(async move {
 ///         ForwardedResponse { id: req.id, status: 200, headers: vec![], body: Bytes::from_static(b"ok") }
 ///     })
@@ -72,15 +87,20 @@ pub struct ForwardStats {
 /// assert!(node.is_some());
 /// ```
 pub struct ClusterForwarder {
+    /// For the links of the tunnels it makes while it only has `&self`.
+    me: Weak<ClusterForwarder>,
     backend: Arc<dyn Backend>,
     node_id: u32,
     limits: ForwardLimits,
     serve: Serve,
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<ForwardedResponse>>>,
+    /// Where each tunnel end of this node takes the other end's messages.
+    tunnels: Mutex<HashMap<TunnelId, TunnelInlet>>,
     forwarded: AtomicU64,
     served: AtomicU64,
     failures: AtomicU64,
+    tunnel_messages: AtomicU64,
 }
 
 impl std::fmt::Debug for ClusterForwarder {
@@ -102,16 +122,19 @@ impl ClusterForwarder {
         serve: Serve,
         limits: ForwardLimits,
     ) -> Option<Arc<Self>> {
-        let forwarder = Arc::new(ClusterForwarder {
+        let forwarder = Arc::new_cyclic(|me| ClusterForwarder {
+            me: me.clone(),
             backend,
             node_id,
             limits,
             serve,
             next_id: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
+            tunnels: Mutex::new(HashMap::new()),
             forwarded: AtomicU64::new(0),
             served: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            tunnel_messages: AtomicU64::new(0),
         });
         let weak: Weak<ClusterForwarder> = Arc::downgrade(&forwarder);
         forwarder
@@ -126,6 +149,8 @@ impl ClusterForwarder {
             forwarded: self.forwarded.load(Ordering::Relaxed),
             served: self.served.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
+            tunnels: self.tunnels().len(),
+            tunnel_messages: self.tunnel_messages.load(Ordering::Relaxed),
         }
     }
 
@@ -137,14 +162,43 @@ impl ClusterForwarder {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn tunnels(&self) -> std::sync::MutexGuard<'_, HashMap<TunnelId, TunnelInlet>> {
+        self.tunnels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A new tunnel end on this node, talking to `peer`; it hears the peer's messages from now
+    /// on, until it is dropped.
+    fn tunnel(&self, id: TunnelId, peer: u32) -> Tunnel {
+        let link = ClusterLink {
+            forwarder: self.me.clone(),
+            peer,
+            id,
+        };
+        let (tunnel, inlet) = Tunnel::new(
+            id,
+            Box::new(link),
+            self.limits.tunnel_buffer,
+            self.limits.timeout,
+        );
+        self.tunnels().insert(id, inlet);
+        tunnel
+    }
+
+    /// Sends `request` under a fresh id, from this node.
+    fn stamp(&self, mut request: ForwardedRequest) -> ForwardedRequest {
+        request.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        request.from = self.node_id;
+        request
+    }
+
     async fn send(
         self: Arc<Self>,
         node_id: u32,
-        mut request: ForwardedRequest,
+        request: ForwardedRequest,
     ) -> Result<ForwardedResponse, ForwardError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        request.id = id;
-        request.from = self.node_id;
+        let id = request.id;
         let (tx, rx) = oneshot::channel();
         {
             let mut pending = self.pending();
@@ -190,18 +244,76 @@ impl NodeReceiver for ClusterForwarder {
                 let serve = self.serve.clone();
                 let backend = self.backend.clone();
                 self.served.fetch_add(1, Ordering::Relaxed);
+                // The owner's end listens before the edge can send it anything (the edge
+                // relays only once it has the answer).
+                let tunnel = (request.method == ForwardMethod::Upgrade).then(|| {
+                    let id = TunnelId {
+                        edge: request.from,
+                        id: request.id,
+                    };
+                    self.tunnel(id, request.from)
+                });
                 tokio::spawn(async move {
                     let from = request.from;
-                    let response = serve(request).await;
+                    let response = serve(request, tunnel).await;
                     let message = ForwardMessage::Response(response).encode();
                     if let Err(err) = backend.send_to_node(from, message).await {
                         tracing::warn!(target: "sio::forward", node = from, %err, "could not answer a forwarded request");
                     }
                 });
             }
+            Ok(ForwardMessage::Tunnel(message)) => {
+                let id = message.tunnel;
+                let mut tunnels = self.tunnels();
+                match tunnels.get_mut(&id) {
+                    Some(inlet) => {
+                        if !inlet.push(message) {
+                            tunnels.remove(&id);
+                        }
+                    }
+                    // Its end closed already (a close crossing the other end's last messages).
+                    None => {
+                        tracing::debug!(target: "sio::forward", tunnel = ?id, "message for a closed tunnel");
+                    }
+                }
+            }
             Err(err) => {
                 tracing::debug!(target: "sio::forward", %err, "unreadable forwarding message");
             }
+        }
+    }
+}
+
+/// How one tunnel end of this node reaches the other end: through the backend, to the node
+/// that holds it.
+struct ClusterLink {
+    forwarder: Weak<ClusterForwarder>,
+    peer: u32,
+    id: TunnelId,
+}
+
+impl TunnelLink for ClusterLink {
+    fn send(&self, message: TunnelMessage) -> TunnelSendFuture {
+        let forwarder = self.forwarder.upgrade();
+        let peer = self.peer;
+        Box::pin(async move {
+            let forwarder =
+                forwarder.ok_or_else(|| ForwardError::Backend("node shut down".into()))?;
+            forwarder.tunnel_messages.fetch_add(1, Ordering::Relaxed);
+            let message = ForwardMessage::Tunnel(message).encode();
+            match forwarder.backend.send_to_node(peer, message).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(ForwardError::UnknownNode(peer)),
+                Err(err) => Err(ForwardError::Backend(err.to_string())),
+            }
+        })
+    }
+}
+
+impl Drop for ClusterLink {
+    fn drop(&mut self) {
+        if let Some(forwarder) = self.forwarder.upgrade() {
+            forwarder.tunnels().remove(&self.id);
         }
     }
 }
@@ -214,15 +326,41 @@ impl Forwarder for ClusterForwarderRef {
     fn forward(&self, node_id: u32, request: ForwardedRequest) -> ForwardFuture {
         let this = self.0.clone();
         this.forwarded.fetch_add(1, Ordering::Relaxed);
+        let request = this.stamp(request);
         Box::pin(async move {
             let failures = this.clone();
             let result = this.send(node_id, request).await;
-            if let Err(err) = &result {
-                failures.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(target: "sio::forward", node = node_id, %err, "forwarded request failed");
-            }
+            failures.count_failure(node_id, result.as_ref().err());
             result
         })
+    }
+
+    fn open_tunnel(&self, node_id: u32, request: ForwardedRequest) -> TunnelFuture {
+        let this = self.0.clone();
+        this.forwarded.fetch_add(1, Ordering::Relaxed);
+        let request = this.stamp(request);
+        let tunnel = this.tunnel(
+            TunnelId {
+                edge: this.node_id,
+                id: request.id,
+            },
+            node_id,
+        );
+        Box::pin(async move {
+            let failures = this.clone();
+            let result = this.send(node_id, request).await;
+            failures.count_failure(node_id, result.as_ref().err());
+            Ok((result?, tunnel))
+        })
+    }
+}
+
+impl ClusterForwarder {
+    fn count_failure(&self, node_id: u32, err: Option<&ForwardError>) {
+        if let Some(err) = err {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(target: "sio::forward", node = node_id, %err, "forwarded request failed");
+        }
     }
 }
 
@@ -233,7 +371,7 @@ mod tests {
     use crate::engine::{ForwardMethod, Sid};
 
     fn echo() -> Serve {
-        Arc::new(|req: ForwardedRequest| -> ServeFuture {
+        Arc::new(|req: ForwardedRequest, _| -> ServeFuture {
             Box::pin(async move {
                 ForwardedResponse {
                     id: req.id,
@@ -297,8 +435,9 @@ mod tests {
         let limits = ForwardLimits {
             timeout: Duration::from_millis(100),
             max_in_flight: 1,
+            ..ForwardLimits::default()
         };
-        let silent: Serve = Arc::new(|_| -> ServeFuture { Box::pin(std::future::pending()) });
+        let silent: Serve = Arc::new(|_, _| -> ServeFuture { Box::pin(std::future::pending()) });
         let a = ClusterForwarder::start(Arc::new(cluster.node()), 1, echo(), limits).unwrap();
         let _b = ClusterForwarder::start(Arc::new(cluster.node()), 2, silent, limits).unwrap();
         let forwarder = ClusterForwarderRef(a.clone());

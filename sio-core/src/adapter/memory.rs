@@ -123,10 +123,11 @@ impl Backend for MemoryNode {
             .get(&node_id)
             .and_then(Weak::upgrade);
         Box::pin(async move {
-            // Delivered on a task of its own, as a real backend's reader would.
+            // Handed over when the send is awaited, so that one sender's messages arrive in
+            // the order they were sent, as from a real backend's reader (which returns quickly).
             match receiver {
                 Some(receiver) => {
-                    tokio::spawn(async move { receiver.receive(message) });
+                    receiver.receive(message);
                     Ok(true)
                 }
                 None => Ok(false),

@@ -1,10 +1,12 @@
-//! Sticky-free forwarding: the seam the engine uses when a polling request names a session
-//! another node owns (the sid carries the owner's node id, see [`Sid::node_id`]).
+//! Sticky-free forwarding: the seam the engine uses when a request names a session another
+//! node owns (the sid carries the owner's node id, see [`Sid::node_id`]).
 //!
 //! The edge node turns the HTTP request into a [`ForwardedRequest`], a [`Forwarder`] carries it
 //! to the owner (over the cluster backend), the owner runs it against its local session and the
-//! [`ForwardedResponse`] travels back. Both travel as one compact binary [`ForwardMessage`]
-//! whose codec is pure, so it is tested without a network.
+//! [`ForwardedResponse`] travels back. A WebSocket upgrade is a request too
+//! ([`ForwardMethod::Upgrade`]); once the owner accepts it, the WebSocket's messages travel both
+//! ways as [`TunnelMessage`]s (see [`Tunnel`](super::Tunnel)). All of them travel as one compact
+//! binary [`ForwardMessage`] whose codec is pure, so it is tested without a network.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,27 +19,37 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::sid::Sid;
 use super::socket::{CloseReason, TransportKind};
-use super::{Engine, Handler, RequestError, polling, service};
+use super::{Engine, Handler, RequestError, Tunnel, polling, service};
 
 /// Version byte of the wire format; bumped when the layout changes, so mixed versions refuse
 /// each other's messages instead of misreading them.
-const VERSION: u8 = 1;
+/// Version 2 added WebSocket upgrades and their tunnels.
+const VERSION: u8 = 2;
 const KIND_GET: u8 = 1;
 const KIND_POST: u8 = 2;
 const KIND_RESPONSE: u8 = 3;
+const KIND_UPGRADE: u8 = 4;
+const KIND_TUNNEL_TEXT: u8 = 5;
+const KIND_TUNNEL_BINARY: u8 = 6;
+const KIND_TUNNEL_CLOSE: u8 = 7;
 /// More headers than this is not a request a browser's Engine.IO client sends.
 const MAX_HEADERS: usize = 64;
 
-/// The HTTP method of a forwarded polling request.
+/// What a forwarded request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ForwardMethod {
     /// A poll (server to client).
     Get,
     /// A payload from the client.
     Post,
+    /// A WebSocket that wants to carry the session: the owner answers
+    /// [`TUNNEL_ACCEPTED`](ForwardedResponse::TUNNEL_ACCEPTED) and runs the upgrade over a
+    /// tunnel whose id is the request's (see [`TunnelId`]).
+    Upgrade,
 }
 
-/// A polling request for a session of another node, as the edge node received it.
+/// A request for a session of another node, as the edge node received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardedRequest {
     /// Matches the answer to its request (chosen by the edge node).
@@ -56,7 +68,8 @@ pub struct ForwardedRequest {
     pub body: Bytes,
 }
 
-/// The owner's answer to a [`ForwardedRequest`], relayed by the edge node as is.
+/// The owner's answer to a [`ForwardedRequest`], relayed by the edge node as is (an upgrade's
+/// answer is read by the edge instead, see [`TUNNEL_ACCEPTED`](Self::TUNNEL_ACCEPTED)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardedResponse {
     /// The [`ForwardedRequest::id`] it answers.
@@ -69,7 +82,63 @@ pub struct ForwardedResponse {
     pub body: Bytes,
 }
 
-/// What travels between nodes: a request or its answer.
+impl ForwardedResponse {
+    /// The owner took an upgrade: the tunnel now carries the WebSocket's messages.
+    pub const TUNNEL_ACCEPTED: u16 = 101;
+    /// Another WebSocket carries (or is probing) the session: the edge accepts the WebSocket
+    /// and closes it at once, as a local upgrade does.
+    pub const TUNNEL_BUSY: u16 = 409;
+}
+
+/// Names a tunnel: the edge node that opened it (and holds the client's WebSocket) and the id
+/// of the upgrade request that opened it, unique on that node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TunnelId {
+    /// The edge node.
+    pub edge: u32,
+    /// The [`ForwardedRequest::id`] of the upgrade.
+    pub id: u64,
+}
+
+/// What a tunnel carries for a WebSocket, either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TunnelEvent {
+    /// A text message (UTF-8, checked by the receiver).
+    Text(Bytes),
+    /// A binary message.
+    Binary(Bytes),
+    /// The sender's end is closed, with this WebSocket close code.
+    Close(u16),
+}
+
+impl TunnelEvent {
+    /// The payload bytes it carries (what counts against a tunnel's buffer).
+    pub fn len(&self) -> usize {
+        match self {
+            TunnelEvent::Text(data) | TunnelEvent::Binary(data) => data.len(),
+            TunnelEvent::Close(_) => 0,
+        }
+    }
+
+    /// Whether it carries no payload.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One message of a tunnel, from one end to the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelMessage {
+    /// The tunnel.
+    pub tunnel: TunnelId,
+    /// Numbers the sender's messages from 0, so that a lost or reordered one is noticed (the
+    /// tunnel then breaks instead of corrupting the session).
+    pub seq: u64,
+    /// What it carries.
+    pub event: TunnelEvent,
+}
+
+/// What travels between nodes: a request, its answer, or a tunnel's message.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -89,6 +158,8 @@ pub enum ForwardMessage {
     Request(ForwardedRequest),
     /// From the owner back to the edge node.
     Response(ForwardedResponse),
+    /// A WebSocket message through a tunnel, either way.
+    Tunnel(TunnelMessage),
 }
 
 /// A forwarding message that could not be read (another version, or damaged in transit).
@@ -122,6 +193,7 @@ impl ForwardMessage {
                 out.put_u8(match req.method {
                     ForwardMethod::Get => KIND_GET,
                     ForwardMethod::Post => KIND_POST,
+                    ForwardMethod::Upgrade => KIND_UPGRADE,
                 });
                 out.put_u64(req.id);
                 out.put_u32(req.from);
@@ -137,6 +209,22 @@ impl ForwardMessage {
                 put_headers(&mut out, &res.headers);
                 put_field(&mut out, &res.body);
             }
+            ForwardMessage::Tunnel(message) => {
+                out.put_u8(match message.event {
+                    TunnelEvent::Text(_) => KIND_TUNNEL_TEXT,
+                    TunnelEvent::Binary(_) => KIND_TUNNEL_BINARY,
+                    TunnelEvent::Close(_) => KIND_TUNNEL_CLOSE,
+                });
+                out.put_u64(message.tunnel.id);
+                out.put_u32(message.tunnel.edge);
+                out.put_u64(message.seq);
+                match &message.event {
+                    TunnelEvent::Text(data) | TunnelEvent::Binary(data) => {
+                        put_field(&mut out, data)
+                    }
+                    TunnelEvent::Close(code) => out.put_u16(*code),
+                }
+            }
         }
         out.freeze()
     }
@@ -148,55 +236,61 @@ impl ForwardMessage {
             return Err(ForwardDecodeError::Version(version));
         }
         let kind = get_u8(&mut buf)?;
-        let method = match kind {
-            KIND_GET => Some(ForwardMethod::Get),
-            KIND_POST => Some(ForwardMethod::Post),
-            KIND_RESPONSE => None,
-            other => return Err(ForwardDecodeError::Kind(other)),
-        };
-        if buf.remaining() < 8 {
-            return Err(ForwardDecodeError::Truncated);
+        if !(KIND_GET..=KIND_TUNNEL_CLOSE).contains(&kind) {
+            return Err(ForwardDecodeError::Kind(kind));
         }
-        let id = buf.get_u64();
-        let message = match method {
-            Some(method) => {
-                if buf.remaining() < 4 {
-                    return Err(ForwardDecodeError::Truncated);
-                }
-                let from = buf.get_u32();
-                let sid = text(get_field(&mut buf)?)?
-                    .parse()
-                    .map_err(|_| ForwardDecodeError::Text)?;
-                let query = text(get_field(&mut buf)?)?;
-                let headers = get_headers(&mut buf)?;
-                let body = get_field(&mut buf)?;
-                ForwardMessage::Request(ForwardedRequest {
-                    id,
-                    from,
-                    method,
-                    sid,
-                    query,
-                    headers,
-                    body,
-                })
-            }
-            None => {
-                if buf.remaining() < 2 {
-                    return Err(ForwardDecodeError::Truncated);
-                }
-                let status = buf.get_u16();
-                let headers = get_headers(&mut buf)?;
-                let body = get_field(&mut buf)?;
-                ForwardMessage::Response(ForwardedResponse {
-                    id,
-                    status,
-                    headers,
-                    body,
-                })
-            }
+        let id = get_u64(&mut buf)?;
+        let method = match kind {
+            KIND_GET => ForwardMethod::Get,
+            KIND_POST => ForwardMethod::Post,
+            KIND_UPGRADE => ForwardMethod::Upgrade,
+            KIND_RESPONSE => return decode_response(id, buf),
+            _ => return decode_tunnel(kind, id, buf),
         };
-        Ok(message)
+        let from = get_u32(&mut buf)?;
+        let sid = text(get_field(&mut buf)?)?
+            .parse()
+            .map_err(|_| ForwardDecodeError::Text)?;
+        let query = text(get_field(&mut buf)?)?;
+        let headers = get_headers(&mut buf)?;
+        let body = get_field(&mut buf)?;
+        Ok(ForwardMessage::Request(ForwardedRequest {
+            id,
+            from,
+            method,
+            sid,
+            query,
+            headers,
+            body,
+        }))
     }
+}
+
+fn decode_response(id: u64, mut buf: Bytes) -> Result<ForwardMessage, ForwardDecodeError> {
+    let status = get_u16(&mut buf)?;
+    let headers = get_headers(&mut buf)?;
+    let body = get_field(&mut buf)?;
+    Ok(ForwardMessage::Response(ForwardedResponse {
+        id,
+        status,
+        headers,
+        body,
+    }))
+}
+
+fn decode_tunnel(kind: u8, id: u64, mut buf: Bytes) -> Result<ForwardMessage, ForwardDecodeError> {
+    let edge = get_u32(&mut buf)?;
+    let seq = get_u64(&mut buf)?;
+    let event = match kind {
+        KIND_TUNNEL_TEXT => TunnelEvent::Text(get_field(&mut buf)?),
+        KIND_TUNNEL_BINARY => TunnelEvent::Binary(get_field(&mut buf)?),
+        _ => TunnelEvent::Close(get_u16(&mut buf)?),
+    };
+    Ok(ForwardMessage::Tunnel(TunnelMessage {
+        tunnel: TunnelId { edge, id },
+        seq,
+        event,
+    }))
 }
 
 fn put_field(out: &mut BytesMut, field: &[u8]) {
@@ -215,18 +309,23 @@ fn put_headers(out: &mut BytesMut, headers: &[(String, Bytes)]) {
 }
 
 fn get_u8(buf: &mut Bytes) -> Result<u8, ForwardDecodeError> {
-    if buf.has_remaining() {
-        Ok(buf.get_u8())
-    } else {
-        Err(ForwardDecodeError::Truncated)
-    }
+    buf.try_get_u8().map_err(|_| ForwardDecodeError::Truncated)
+}
+
+fn get_u16(buf: &mut Bytes) -> Result<u16, ForwardDecodeError> {
+    buf.try_get_u16().map_err(|_| ForwardDecodeError::Truncated)
+}
+
+fn get_u32(buf: &mut Bytes) -> Result<u32, ForwardDecodeError> {
+    buf.try_get_u32().map_err(|_| ForwardDecodeError::Truncated)
+}
+
+fn get_u64(buf: &mut Bytes) -> Result<u64, ForwardDecodeError> {
+    buf.try_get_u64().map_err(|_| ForwardDecodeError::Truncated)
 }
 
 fn get_field(buf: &mut Bytes) -> Result<Bytes, ForwardDecodeError> {
-    if buf.remaining() < 4 {
-        return Err(ForwardDecodeError::Truncated);
-    }
-    let len = usize::try_from(buf.get_u32()).map_err(|_| ForwardDecodeError::Truncated)?;
+    let len = usize::try_from(get_u32(buf)?).map_err(|_| ForwardDecodeError::Truncated)?;
     if buf.remaining() < len {
         return Err(ForwardDecodeError::Truncated);
     }
@@ -270,20 +369,31 @@ pub enum ForwardError {
 pub type ForwardFuture =
     Pin<Box<dyn Future<Output = Result<ForwardedResponse, ForwardError>> + Send>>;
 
+/// The answer of [`Forwarder::open_tunnel`]: the owner's answer to the upgrade, and the edge's
+/// end of the tunnel (of use when the answer is
+/// [`TUNNEL_ACCEPTED`](ForwardedResponse::TUNNEL_ACCEPTED)).
+pub type TunnelFuture =
+    Pin<Box<dyn Future<Output = Result<(ForwardedResponse, Tunnel), ForwardError>> + Send>>;
+
 /// Carries a request for a foreign session to the node that owns it and brings back the
 /// answer. The engine calls it; the Socket.IO layer provides one over its cluster backend.
 pub trait Forwarder: Send + Sync + 'static {
     /// Sends `request` to node `node_id` and waits (boundedly) for its answer.
     fn forward(&self, node_id: u32, request: ForwardedRequest) -> ForwardFuture;
+
+    /// Sends the upgrade `request` ([`ForwardMethod::Upgrade`]) to node `node_id` and waits
+    /// (boundedly) for its answer. The tunnel, named after the request, listens before the
+    /// request leaves, so none of the owner's messages is missed.
+    fn open_tunnel(&self, node_id: u32, request: ForwardedRequest) -> TunnelFuture;
 }
 
 /// The request headers the owner reads (the body's type and length); the rest stays on the edge.
 const FORWARDED_HEADERS: [header::HeaderName; 2] = [header::CONTENT_TYPE, header::CONTENT_LENGTH];
 
 impl<H: Handler> Engine<H> {
-    /// Sends polling requests for other nodes' sessions (their sid's [`Sid::node_id`] is not
-    /// this engine's) through `forwarder` instead of answering "Session ID unknown". Set once;
-    /// later calls are ignored (answers `false`).
+    /// Sends polling requests and WebSocket upgrades for other nodes' sessions (their sid's
+    /// [`Sid::node_id`] is not this engine's) through `forwarder` instead of answering
+    /// "Session ID unknown". Set once; later calls are ignored (answers `false`).
     pub fn set_forwarder(&self, forwarder: Arc<dyn Forwarder>) -> bool {
         self.inner.forwarder.set(forwarder).is_ok()
     }
@@ -312,6 +422,8 @@ impl<H: Handler> Engine<H> {
         }
         let max = self.config().max_payload_len();
         match request.method {
+            // An upgrade comes with its tunnel, to `serve_tunnel`.
+            ForwardMethod::Upgrade => Err(RequestError::BadRequest),
             ForwardMethod::Get => polling::get(&socket, max).await,
             ForwardMethod::Post => {
                 let _writer = polling::claim_writer(&socket)?;
@@ -345,7 +457,7 @@ pub(super) async fn forward_polling<H: Handler>(
         _ => return Err(RequestError::BadRequest),
     };
     let body = match method {
-        ForwardMethod::Get => Bytes::new(),
+        ForwardMethod::Get | ForwardMethod::Upgrade => Bytes::new(),
         ForwardMethod::Post => polling::read_body(req, body, engine.config().max_payload_len())
             .await?
             .freeze(),
@@ -372,21 +484,25 @@ pub(super) async fn forward_polling<H: Handler>(
     match forwarder.forward(sid.node_id(), request).await {
         Ok(response) => Ok(from_forwarded(response)),
         Err(ForwardError::UnknownNode(_)) => Err(RequestError::UnknownSid),
-        Err(err) => {
-            tracing::warn!(target: "sio::forward", %sid, %err, "forwarded request failed");
-            let status = match err {
-                ForwardError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::BAD_GATEWAY,
-            };
-            Ok(HttpResponse::build(status)
-                .content_type("text/plain; charset=UTF-8")
-                .body(err.to_string()))
-        }
+        Err(err) => Ok(forward_failed(sid, &err)),
     }
 }
 
+/// What the client gets when its request found no answer on the owner: 503 when too many
+/// wait already (it retries), 502 otherwise.
+pub(super) fn forward_failed(sid: Sid, err: &ForwardError) -> HttpResponse {
+    tracing::warn!(target: "sio::forward", %sid, %err, "forwarded request failed");
+    let status = match err {
+        ForwardError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=UTF-8")
+        .body(err.to_string())
+}
+
 /// The owner's answer as the edge sends it to the client.
-fn from_forwarded(response: ForwardedResponse) -> HttpResponse {
+pub(super) fn from_forwarded(response: ForwardedResponse) -> HttpResponse {
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut builder = HttpResponse::build(status);
     for (name, value) in &response.headers {
@@ -396,7 +512,7 @@ fn from_forwarded(response: ForwardedResponse) -> HttpResponse {
 }
 
 /// A local answer in the wire form: status, content type, body.
-fn into_forwarded(id: u64, response: HttpResponse) -> ForwardedResponse {
+pub(super) fn into_forwarded(id: u64, response: HttpResponse) -> ForwardedResponse {
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -455,12 +571,76 @@ mod tests {
         }
     }
 
+    fn tunnel(seq: u64, event: TunnelEvent) -> ForwardMessage {
+        ForwardMessage::Tunnel(TunnelMessage {
+            tunnel: TunnelId {
+                edge: 0xfeed_f00d,
+                id: u64::MAX - 1,
+            },
+            seq,
+            event,
+        })
+    }
+
+    fn tunnel_messages() -> [ForwardMessage; 4] {
+        [
+            tunnel(
+                0,
+                TunnelEvent::Text(Bytes::from_static("2probe é".as_bytes())),
+            ),
+            tunnel(1, TunnelEvent::Binary(Bytes::from_static(b"\x00\xff\x1e"))),
+            tunnel(2, TunnelEvent::Text(Bytes::new())),
+            tunnel(u64::MAX, TunnelEvent::Close(1009)),
+        ]
+    }
+
+    #[test]
+    fn upgrades_and_tunnel_messages_round_trip() {
+        let upgrade = ForwardMessage::Request(ForwardedRequest {
+            headers: vec![],
+            body: Bytes::new(),
+            ..request(ForwardMethod::Upgrade)
+        });
+        assert_eq!(ForwardMessage::decode(upgrade.encode()), Ok(upgrade));
+        for message in tunnel_messages() {
+            assert_eq!(ForwardMessage::decode(message.encode()), Ok(message));
+        }
+    }
+
+    #[test]
+    fn a_tunnel_message_is_its_payload_and_a_fixed_header() {
+        // version, kind, id, edge, seq, then the payload's length and bytes.
+        let encoded = tunnel(0, TunnelEvent::Text(Bytes::from_static(b"4hi"))).encode();
+        assert_eq!(encoded.len(), 1 + 1 + 8 + 4 + 8 + 4 + 3);
+        assert_eq!(&encoded[..2], &[VERSION, KIND_TUNNEL_TEXT]);
+        let close = tunnel(0, TunnelEvent::Close(1000)).encode();
+        assert_eq!(close.len(), 1 + 1 + 8 + 4 + 8 + 2);
+    }
+
     #[test]
     fn every_truncation_is_an_error_not_a_panic() {
-        let full = ForwardMessage::Request(request(ForwardMethod::Post)).encode();
-        for len in 0..full.len() {
-            assert!(ForwardMessage::decode(full.slice(..len)).is_err(), "{len}");
+        let upgrade = ForwardMessage::Request(request(ForwardMethod::Upgrade));
+        let messages = [
+            ForwardMessage::Request(request(ForwardMethod::Post)),
+            upgrade,
+        ];
+        for message in messages.iter().chain(&tunnel_messages()) {
+            let full = message.encode();
+            for len in 0..full.len() {
+                assert!(ForwardMessage::decode(full.slice(..len)).is_err(), "{len}");
+            }
         }
+    }
+
+    #[test]
+    fn version_1_messages_are_refused() {
+        // A node of the version before tunnels: its messages are not misread.
+        let mut raw = tunnel(0, TunnelEvent::Close(1000)).encode().to_vec();
+        raw[0] = 1;
+        assert_eq!(
+            ForwardMessage::decode(raw.into()),
+            Err(ForwardDecodeError::Version(1))
+        );
     }
 
     #[test]
@@ -474,11 +654,13 @@ mod tests {
             Err(ForwardDecodeError::Version(9))
         );
         raw[0] = VERSION;
-        raw[1] = 42;
-        assert_eq!(
-            ForwardMessage::decode(raw.into()),
-            Err(ForwardDecodeError::Kind(42))
-        );
+        for kind in [0, 8, 42] {
+            raw[1] = kind;
+            assert_eq!(
+                ForwardMessage::decode(raw.clone().into()),
+                Err(ForwardDecodeError::Kind(kind))
+            );
+        }
     }
 
     #[test]

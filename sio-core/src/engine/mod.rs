@@ -39,6 +39,7 @@ mod polling;
 mod service;
 mod sid;
 mod socket;
+mod tunnel;
 mod websocket;
 
 use std::collections::HashMap;
@@ -53,7 +54,8 @@ pub use cors::{AllowOrigin, Cors};
 pub use error::RequestError;
 pub use forward::{
     ForwardDecodeError, ForwardError, ForwardFuture, ForwardMessage, ForwardMethod,
-    ForwardedRequest, ForwardedResponse, Forwarder,
+    ForwardedRequest, ForwardedResponse, Forwarder, TunnelEvent, TunnelFuture, TunnelId,
+    TunnelMessage,
 };
 pub(crate) use headers::header_text;
 pub use packet::{DecodeError, Frame, OpenPacket, Packet};
@@ -61,6 +63,7 @@ pub use service::EngineService;
 pub use sid::{InvalidSid, Sid};
 use socket::Traffic;
 pub use socket::{CloseReason, Protocol, RequestInfo, SendError, Socket, TransportKind};
+pub use tunnel::{Tunnel, TunnelInlet, TunnelLink, TunnelSendFuture};
 
 /// A message from a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +121,7 @@ struct Inner<H: Handler> {
     /// Cleared by [`Engine::close_all`]: a server going away takes no new sessions.
     accepting: std::sync::atomic::AtomicBool,
     traffic: Arc<Traffic>,
-    /// Carries polling requests for other nodes' sessions to them (sticky-free clusters).
+    /// Carries requests for other nodes' sessions to them (sticky-free clusters).
     forwarder: std::sync::OnceLock<Arc<dyn Forwarder>>,
 }
 

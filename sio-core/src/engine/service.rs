@@ -9,7 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
 
 use super::socket::{CloseReason, Protocol, Socket, TransportKind};
-use super::{Engine, Handler, RequestError, Sid, forward, polling, websocket};
+use super::{Engine, Handler, RequestError, Sid, forward, polling, tunnel, websocket};
 
 /// The actix-web service of an [`Engine`], answering on its configured path (with or without
 /// the trailing slash). Register it with `App::service`; the app keeps its own routes,
@@ -130,11 +130,17 @@ async fn route<H: Handler>(
         };
     };
     let sid = sid.parse::<Sid>().map_err(|_| RequestError::UnknownSid)?;
-    if transport == TransportKind::Polling
-        && sid.node_id() != engine.node_id()
+    if sid.node_id() != engine.node_id()
         && let Some(forwarder) = engine.forwarder()
     {
-        return forward::forward_polling(engine, &forwarder, sid, req, body).await;
+        return match transport {
+            TransportKind::Polling => {
+                forward::forward_polling(engine, &forwarder, sid, req, body).await
+            }
+            TransportKind::Websocket => {
+                tunnel::forward_upgrade(engine, &forwarder, sid, req, body).await
+            }
+        };
     }
     let is_poll = transport == TransportKind::Polling && req.method() == Method::GET;
     let socket = live_session(engine, sid, is_poll)?;

@@ -1,15 +1,104 @@
 //! The WebSocket transport: sessions opened over WebSocket, and upgrades of polling sessions.
+//!
+//! The transport runs over a [`Connection`]: a local WebSocket ([`Local`], actix-ws), or one
+//! whose client is on another node and whose messages a tunnel relays (see `tunnel`). Both get
+//! the same probe, upgrade and session loop.
 
 use std::io;
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, ProtocolError, Session};
+use bytes::Bytes;
+use bytestring::ByteString;
 use futures_util::{FutureExt as _, StreamExt as _};
 
 use super::packet::{Frame, Packet, decode_text, encode};
 use super::socket::{CloseReason, Protocol, RequestInfo, Socket, TransportKind};
 use super::{Engine, Handler, RequestError};
+
+/// What a session's WebSocket heard from its client.
+#[derive(Debug)]
+pub(super) enum Incoming {
+    Text(ByteString),
+    Binary(Bytes),
+    Ping(Bytes),
+    Pong,
+    /// The client closed the WebSocket, or its connection is gone.
+    Closed,
+    /// The WebSocket failed (a frame over `max_payload`, text that is not UTF-8, ...); it
+    /// closes with this code.
+    Failed(CloseCode),
+}
+
+/// The client's end is gone: nothing more can be sent to it.
+#[derive(Debug)]
+pub(super) struct Gone;
+
+/// A WebSocket that carries a session, seen from the session's side.
+pub(super) trait Connection {
+    /// The next message from the client (cancel-safe: it is raced against the session's queue).
+    async fn next(&mut self) -> Incoming;
+    /// A message that has arrived already, without waiting.
+    fn ready(&mut self) -> Option<Incoming>;
+    async fn text(&mut self, text: ByteString) -> Result<(), Gone>;
+    async fn binary(&mut self, data: Bytes) -> Result<(), Gone>;
+    async fn pong(&mut self, data: &[u8]) -> Result<(), Gone>;
+    /// Closes the WebSocket with a close frame (without a code for `None`).
+    async fn close(self, code: Option<CloseCode>);
+}
+
+/// A WebSocket accepted on this node.
+pub(super) struct Local {
+    session: Session,
+    stream: AggregatedMessageStream,
+}
+
+impl Local {
+    fn incoming(message: Option<Result<AggregatedMessage, ProtocolError>>) -> Incoming {
+        match message {
+            Some(Ok(AggregatedMessage::Text(text))) => Incoming::Text(text),
+            Some(Ok(AggregatedMessage::Binary(data))) => Incoming::Binary(data),
+            Some(Ok(AggregatedMessage::Ping(data))) => Incoming::Ping(data),
+            Some(Ok(AggregatedMessage::Pong(_))) => Incoming::Pong,
+            Some(Ok(AggregatedMessage::Close(_))) | None => Incoming::Closed,
+            Some(Err(err)) => {
+                tracing::debug!(%err, "WebSocket protocol error");
+                Incoming::Failed(protocol_close_code(&err))
+            }
+        }
+    }
+}
+
+impl Connection for Local {
+    async fn next(&mut self) -> Incoming {
+        Self::incoming(self.stream.next().await)
+    }
+
+    fn ready(&mut self) -> Option<Incoming> {
+        self.stream.next().now_or_never().map(Self::incoming)
+    }
+
+    async fn text(&mut self, text: ByteString) -> Result<(), Gone> {
+        self.session.text(text).await.map_err(|_| Gone)
+    }
+
+    async fn binary(&mut self, data: Bytes) -> Result<(), Gone> {
+        self.session.binary(data).await.map_err(|_| Gone)
+    }
+
+    async fn pong(&mut self, data: &[u8]) -> Result<(), Gone> {
+        self.session.pong(data).await.map_err(|_| Gone)
+    }
+
+    async fn close(self, code: Option<CloseCode>) {
+        let reason = code.map(|code| actix_ws::CloseReason {
+            code,
+            description: None,
+        });
+        let _ = self.session.close(reason).await;
+    }
+}
 
 /// Opens a session on a new WebSocket; the handshake packet is its first frame.
 pub(super) fn handshake<H: Handler>(
@@ -18,11 +107,11 @@ pub(super) fn handshake<H: Handler>(
     body: web::Payload,
     protocol: Protocol,
 ) -> Result<HttpResponse, RequestError> {
-    let (res, session, stream) = accept(engine, req, body)?;
+    let (res, conn) = accept(engine, req, body)?;
     let socket = engine.open(TransportKind::Websocket, RequestInfo::new(req), protocol);
     let open = encode(&engine.open_packet(&socket));
     engine.handler().on_open(&socket);
-    actix_web::rt::spawn(run(engine.clone(), socket, session, stream, Some(open)));
+    actix_web::rt::spawn(run(engine.clone(), socket, conn, Some(open)));
     Ok(res)
 }
 
@@ -34,38 +123,51 @@ pub(super) fn upgrade<H: Handler>(
     req: &HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, RequestError> {
-    if socket.transport() != TransportKind::Polling || !socket.claim_upgrade() {
-        // Another WebSocket carries (or is probing) this session. The WebSocket is accepted
-        // and closed at once, as Node does, so that clients see a close rather than an error.
-        let (res, session, _) = accept(engine, req, body)?;
-        actix_web::rt::spawn(session.close(Some(CloseCode::Policy.into())));
+    if !claim_upgrade(&socket) {
+        // The WebSocket is accepted and closed at once, as Node does, so that clients see a
+        // close rather than an error.
+        let (res, conn) = accept(engine, req, body)?;
+        actix_web::rt::spawn(conn.close(Some(CloseCode::Policy)));
         return Ok(res);
     }
-    let (res, mut session, mut stream) = match accept(engine, req, body) {
+    let (res, conn) = match accept(engine, req, body) {
         Ok(accepted) => accepted,
         Err(err) => {
             socket.abandon_upgrade();
             return Err(err);
         }
     };
-    let engine = engine.clone();
-    actix_web::rt::spawn(async move {
-        if probe(&engine, &socket, &mut session, &mut stream).await {
-            run(engine, socket, session, stream, None).await;
-        } else {
-            tracing::debug!(sid = %socket.sid(), "upgrade abandoned");
-            socket.abandon_upgrade();
-            let _ = session.close(None).await;
-        }
-    });
+    actix_web::rt::spawn(upgrade_over(engine.clone(), socket, conn));
     Ok(res)
 }
 
-fn accept<H: Handler>(
+/// Claims the upgrade of a polling session for one WebSocket; `false` when another one
+/// carries (or is probing) the session.
+pub(super) fn claim_upgrade<D>(socket: &Socket<D>) -> bool {
+    socket.transport() == TransportKind::Polling && socket.claim_upgrade()
+}
+
+/// Runs a claimed upgrade over `conn`: the probe, then the session until either side closes.
+pub(super) async fn upgrade_over<H: Handler, C: Connection>(
+    engine: Engine<H>,
+    socket: Arc<Socket<H::Data>>,
+    mut conn: C,
+) {
+    if probe(&engine, &socket, &mut conn).await {
+        run(engine, socket, conn, None).await;
+    } else {
+        tracing::debug!(sid = %socket.sid(), "upgrade abandoned");
+        socket.abandon_upgrade();
+        conn.close(None).await;
+    }
+}
+
+/// Accepts a WebSocket on this node, its messages bounded by `max_payload`.
+pub(super) fn accept<H: Handler>(
     engine: &Engine<H>,
     req: &HttpRequest,
     body: web::Payload,
-) -> Result<(HttpResponse, Session, AggregatedMessageStream), RequestError> {
+) -> Result<(HttpResponse, Local), RequestError> {
     let max = engine.config().max_payload_len();
     let (res, session, stream) =
         actix_ws::handle(req, body).map_err(|_| RequestError::BadRequest)?;
@@ -73,16 +175,15 @@ fn accept<H: Handler>(
         .max_frame_size(max)
         .aggregate_continuations()
         .max_continuation_size(max);
-    Ok((res, session, stream))
+    Ok((res, Local { session, stream }))
 }
 
 /// Runs the probe: `2probe` is answered `3probe`, then `5` completes the upgrade. Returns
 /// `false` if the client gives up, misbehaves or takes longer than `upgrade_timeout`.
-async fn probe<H: Handler>(
+async fn probe<H: Handler, C: Connection>(
     engine: &Engine<H>,
     socket: &Socket<H::Data>,
-    session: &mut Session,
-    stream: &mut AggregatedMessageStream,
+    conn: &mut C,
 ) -> bool {
     let deadline = tokio::time::sleep(engine.config().upgrade_timeout);
     tokio::pin!(deadline);
@@ -94,30 +195,30 @@ async fn probe<H: Handler>(
             None => tokio::select! {
                 () = &mut deadline => return false,
                 () = socket.closed() => return false,
-                message = stream.next() => message,
+                message = conn.next() => message,
             },
         };
         let packet = match message {
-            Some(Ok(AggregatedMessage::Text(text))) => decode_text(&text),
-            Some(Ok(AggregatedMessage::Ping(data))) => {
-                if session.pong(&data).await.is_err() {
+            Incoming::Text(text) => decode_text(&text),
+            Incoming::Ping(data) => {
+                if conn.pong(&data).await.is_err() {
                     return false;
                 }
                 continue;
             }
-            Some(Ok(AggregatedMessage::Pong(_))) => continue,
+            Incoming::Pong => continue,
             _ => return false,
         };
         match packet {
             Ok(Packet::PingProbe) if !probed => {
-                if session.text("3probe").await.is_err() {
+                if conn.text(ByteString::from_static("3probe")).await.is_err() {
                     return false;
                 }
                 probed = true;
                 // A client may send `5` right behind its probe. When it is already here, the
                 // upgrade completes before any poll hears of it; otherwise polls end with a
                 // noop until it comes.
-                ready = stream.next().now_or_never();
+                ready = conn.ready();
                 if ready.is_none() {
                     socket.set_upgrading(true);
                 }
@@ -134,24 +235,23 @@ async fn probe<H: Handler>(
 
 /// Carries a session over a WebSocket until either side closes it: frames from the queue go
 /// out, packets from the client go to the engine.
-async fn run<H: Handler>(
+async fn run<H: Handler, C: Connection>(
     engine: Engine<H>,
     socket: Arc<Socket<H::Data>>,
-    mut session: Session,
-    mut stream: AggregatedMessageStream,
+    mut conn: C,
     open: Option<Frame>,
 ) {
     // Become the queue's only reader; after an upgrade this waits for the last poll to end.
     let _reader = socket.reader.lock().await;
     let mut close_code = CloseCode::Normal;
     if let Some(open) = open
-        && send(&mut session, socket.protocol(), open).await.is_err()
+        && send(&mut conn, socket.protocol(), open).await.is_err()
     {
         socket.close(CloseReason::TransportClose);
     }
     'session: loop {
         for frame in socket.drain(usize::MAX) {
-            if send(&mut session, socket.protocol(), frame).await.is_err() {
+            if send(&mut conn, socket.protocol(), frame).await.is_err() {
                 socket.close(CloseReason::TransportClose);
                 break 'session;
             }
@@ -161,17 +261,17 @@ async fn run<H: Handler>(
         }
         let message = tokio::select! {
             () = socket.woken() => continue,
-            message = stream.next() => message,
+            message = conn.next() => message,
         };
         match message {
-            Some(Ok(AggregatedMessage::Text(text))) => match decode_text(&text) {
+            Incoming::Text(text) => match decode_text(&text) {
                 Ok(packet) => engine.on_packet(&socket, packet),
                 Err(err) => {
                     tracing::debug!(sid = %socket.sid(), %err, "invalid packet, closing the session");
                     socket.close(CloseReason::ParseError);
                 }
             },
-            Some(Ok(AggregatedMessage::Binary(mut data))) => match socket.protocol() {
+            Incoming::Binary(mut data) => match socket.protocol() {
                 Protocol::V4 => engine.on_packet(&socket, Packet::Binary(data)),
                 // v3 binary frames start with their packet type, always `4` (message).
                 Protocol::V3 { .. } if data.first() == Some(&4) => {
@@ -179,41 +279,30 @@ async fn run<H: Handler>(
                 }
                 Protocol::V3 { .. } => socket.close(CloseReason::ParseError),
             },
-            Some(Ok(AggregatedMessage::Ping(data))) => {
-                let _ = session.pong(&data).await;
+            Incoming::Ping(data) => {
+                let _ = conn.pong(&data).await;
             }
-            Some(Ok(AggregatedMessage::Pong(_))) => {}
-            Some(Ok(AggregatedMessage::Close(_))) | None => {
-                socket.close(CloseReason::TransportClose);
-            }
-            Some(Err(err)) => {
-                tracing::debug!(sid = %socket.sid(), %err, "WebSocket protocol error, closing the session");
-                close_code = protocol_close_code(&err);
+            Incoming::Pong => {}
+            Incoming::Closed => socket.close(CloseReason::TransportClose),
+            Incoming::Failed(code) => {
+                tracing::debug!(sid = %socket.sid(), ?code, "WebSocket failed, closing the session");
+                close_code = code;
                 socket.close(CloseReason::TransportError);
             }
         }
     }
-    let _ = session
-        .close(Some(actix_ws::CloseReason {
-            code: close_code,
-            description: None,
-        }))
-        .await;
+    conn.close(Some(close_code)).await;
 }
 
-async fn send(
-    session: &mut Session,
-    protocol: Protocol,
-    frame: Frame,
-) -> Result<(), actix_ws::Closed> {
+async fn send<C: Connection>(conn: &mut C, protocol: Protocol, frame: Frame) -> Result<(), Gone> {
     match (frame, protocol) {
-        (Frame::Text(text), _) => session.text(text).await,
-        (Frame::Binary(data), Protocol::V4) => session.binary(data).await,
+        (Frame::Text(text), _) => conn.text(text).await,
+        (Frame::Binary(data), Protocol::V4) => conn.binary(data).await,
         (Frame::Binary(data), Protocol::V3 { .. }) => {
             let mut typed = Vec::with_capacity(1 + data.len());
             typed.push(4);
             typed.extend_from_slice(&data);
-            session.binary(typed).await
+            conn.binary(typed.into()).await
         }
     }
 }

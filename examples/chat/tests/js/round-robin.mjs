@@ -1,6 +1,8 @@
 // Chat clients (Node socket.io-client) behind nginx with plain round-robin (no pinning) in front
-// of three chat nodes: polling-only clients and upgrading clients join a room and chat. Prints
-// the message counts: sent, delivered, lost, duplicated.
+// of three chat nodes: polling-only clients and upgrading clients (default transports) join a
+// room and chat, a first round while the upgrades happen and a second once every upgrading
+// client is on WebSocket (its upgrade tunnelled to the session's node when it lands elsewhere).
+// Prints the message counts: sent, delivered, lost, duplicated.
 //
 // usage: node round-robin.mjs LB_URL MESSAGES_PER_CLIENT [expect-failure]
 // With `expect-failure` (the nodes run FORWARDING=off) it checks that the clients cannot chat.
@@ -27,7 +29,8 @@ for (const kind of ["polling", "upgrade"]) {
   for (let i = 0; i < 3; i++) {
     const name = `${kind}-${i}`;
     const socket = io(lb, {
-      transports: kind === "polling" ? ["polling"] : ["polling", "websocket"],
+      // The upgrading clients keep socket.io-client's default transports.
+      ...(kind === "polling" ? { transports: ["polling"] } : {}),
       auth: { name },
       forceNew: true,
       reconnection: false,
@@ -59,13 +62,20 @@ try {
   } else {
     await until("every client to join", () => clients.every((c) => c.joined), 20_000);
     const sent = [];
-    for (const c of clients) {
-      for (let i = 0; i < K; i++) {
-        const text = `${c.name} ${i}`;
-        sent.push(text);
-        c.socket.emit("msg", { room: ROOM, text });
+    const round = (label) => {
+      for (const c of clients) {
+        for (let i = 0; i < K; i++) {
+          const text = `${c.name} ${label} ${i}`;
+          sent.push(text);
+          c.socket.emit("msg", { room: ROOM, text });
+        }
       }
-    }
+    };
+    const transport = (c) => c.socket.io.engine?.transport?.name;
+    const upgrading = clients.filter((c) => c.name.startsWith("upgrade"));
+    round("during-upgrade");
+    await until("every upgrading client to be on websocket", () => upgrading.every((c) => transport(c) === "websocket"), 20_000);
+    round("on-websocket");
     const expected = (clients.length - 1) * sent.length / clients.length;
     await until("every client to get every message", () => clients.every((c) => new Set(c.received).size >= expected), 20_000).catch(() => {});
     await sleep(500); // late duplicates, if any
@@ -76,10 +86,14 @@ try {
       duplicated += c.received.length - unique.size;
     }
     const lost = clients.length * expected - delivered;
-    const transports = clients.map((c) => `${c.name}=${c.socket.io.engine?.transport?.name}`).join(", ");
+    const transports = clients.map((c) => `${c.name}=${transport(c)}`).join(", ");
+    const upgraded = upgrading.filter((c) => transport(c) === "websocket").length;
     console.log(`transports: ${transports}`);
-    console.log(`round-robin: sent=${sent.length} delivered=${delivered} lost=${lost} duplicated=${duplicated}`);
+    console.log(`round-robin: sent=${sent.length} delivered=${delivered} lost=${lost} duplicated=${duplicated} upgraded=${upgraded}/${upgrading.length}`);
     if (lost !== 0 || duplicated !== 0) throw new Error("messages lost or duplicated");
+    if (upgraded !== upgrading.length) throw new Error("an upgrading client left WebSocket");
+    const dropped = clients.filter((c) => c.errors.length > 0);
+    if (dropped.length > 0) throw new Error(`clients saw errors: ${dropped.map((c) => `${c.name}: ${c.errors.join("; ")}`).join(", ")}`);
     console.log("round-robin: all checks ok");
   }
 } catch (err) {
