@@ -5,7 +5,10 @@
 //   node load.cjs PORT echo CLIENTS COUNT       each client sends COUNT `echo` acks, 8 in flight
 //   node load.cjs PORT fanout CLIENTS COUNT     CLIENTS receivers; one of them emits COUNT
 //                                               `broadcast`s, one at a time once all got the last
+//   node load.cjs PORT polling CLIENTS COUNT    long-polling clients (keep-alive HTTP/1.1), each
+//                                               sends COUNT `echo` acks, one at a time
 // Prints one line: {"scenario", "ops"} where ops is connects, acks or deliveries.
+const http = require("node:http");
 const WebSocket = require("../node/node_modules/ws");
 
 const [port, scenario, clientsArg, countArg] = process.argv.slice(2);
@@ -89,7 +92,57 @@ async function connectOnly() {
   return { sockets: await connectAll(() => {}), ops: clients };
 }
 
-const scenarios = { connect: connectOnly, echo, fanout };
+/// One HTTP request on the client's own keep-alive agent; resolves with the body.
+function request(agent, method, query, body) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { agent, host: "127.0.0.1", port, method, path: `/socket.io/?EIO=4&transport=polling${query}` },
+      (res) => {
+        const chunks = [];
+        res.on("data", (c) => chunks.push(c));
+        res.on("end", () => resolve(Buffer.concat(chunks).toString()));
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+async function pollingClient() {
+  // One connection for the poll, one for the POSTs, as a browser holds them.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+  const open = await request(agent, "GET", "");
+  const sid = JSON.parse(open.slice(1)).sid;
+  const q = `&sid=${sid}`;
+  await request(agent, "POST", q, "40");
+  let inbox = (await request(agent, "GET", q)).split("\x1e");
+  const next = async (prefix) => {
+    for (;;) {
+      const i = inbox.findIndex((p) => p.startsWith(prefix));
+      if (i >= 0) return inbox.splice(i, 1)[0];
+      const got = (await request(agent, "GET", q)).split("\x1e");
+      for (const p of got) {
+        if (p === "2") await request(agent, "POST", q, "3");
+        else inbox.push(p);
+      }
+    }
+  };
+  await next("40{");
+  for (let k = 0; k < count; k++) {
+    const ack = next(`43${k}[`);
+    await request(agent, "POST", q, `42${k}["echo",${payload}]`);
+    await ack;
+  }
+  await request(agent, "POST", q, "1");
+  agent.destroy();
+}
+
+async function polling() {
+  await Promise.all(Array.from({ length: clients }, pollingClient));
+  return { sockets: [], ops: clients * count };
+}
+
+const scenarios = { connect: connectOnly, echo, fanout, polling };
 (scenarios[scenario] || (() => Promise.reject(new Error(`unknown scenario ${scenario}`))))()
   .then(({ sockets, ops }) => {
     for (const ws of sockets) ws.close();

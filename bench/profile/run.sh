@@ -5,7 +5,7 @@
 # hot path shows as a before/after count. For each scenario of load.cjs (a fixed sequence of
 # frames) the server's counters are zeroed once it has warmed up, the load runs, and the counters
 # are dumped: instructions per connect (connect + close), per echo ack and per broadcast delivery
-# (the connects and closes of those runs subtracted). The dumps stay in bench/target/profile/;
+# (the connects and closes of those runs subtracted), and per long-polling echo. The dumps stay in bench/target/profile/;
 # bench/profile/callgrind.py lists their costliest functions, callers and allocations.
 set -euo pipefail
 
@@ -26,6 +26,7 @@ command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgri
 CLIENTS=${CLIENTS:-100}
 ECHOES=${ECHOES:-100}
 BROADCASTS=${BROADCASTS:-50}
+POLLING_CLIENTS=${POLLING_CLIENTS:-20}
 port=3300
 pid=""
 stop() { [[ -z $pid ]] || { kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; }; }
@@ -57,13 +58,19 @@ count() {
 connect=$(count connect connect "$CLIENTS")
 echo=$(count echo echo "$CLIENTS" "$ECHOES")
 fanout=$(count fanout fanout "$CLIENTS" "$BROADCASTS")
-python3 - "$CLIENTS" "$ECHOES" "$BROADCASTS" "$connect" "$echo" "$fanout" <<'PY'
+# Long-polling: the same clients' handshakes without echoes are the baseline.
+polling_open=$(count polling-open polling "$POLLING_CLIENTS" 0)
+polling=$(count polling polling "$POLLING_CLIENTS" "$ECHOES")
+python3 - "$CLIENTS" "$ECHOES" "$BROADCASTS" "$POLLING_CLIENTS" "$connect" "$echo" "$fanout" \
+  "$polling_open" "$polling" <<'PY'
 import sys
-c, e, b, connect, echo, fanout = map(int, sys.argv[1:])
+c, e, b, pc, connect, echo, fanout, polling_open, polling = map(int, sys.argv[1:])
 print(f"| Path | instructions per operation | operations |")
 print(f"|---|---:|---:|")
 print(f"| connect + close (websocket, CONNECT, close) | {connect / c:,.0f} | {c} |")
 print(f"| echo ack (8 in flight) | {(echo - connect) / (c * e):,.0f} | {c * e} |")
 print(f"| broadcast delivery ({c} receivers) | {(fanout - connect) / (c * b):,.0f} | {c * b} |")
+print(f"| long-polling session (handshake, CONNECT, close) | {polling_open / pc:,.0f} | {pc} |")
+print(f"| long-polling echo ack (POST + the GET that answers it) | {(polling - polling_open) / (pc * e):,.0f} | {pc * e} |")
 PY
-echo "dumps: $out/{connect,echo,fanout}.callgrind.*; read them with bench/profile/callgrind.py (top, callers, allocs)"
+echo "dumps: $out/{connect,echo,fanout,polling-open,polling}.callgrind.*; read them with bench/profile/callgrind.py (top, callers, allocs)"

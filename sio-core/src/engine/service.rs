@@ -1,12 +1,12 @@
 //! Mounting an engine into an actix-web `App`, and routing each request to its transport.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
 use actix_web::dev::{AppService, HttpServiceFactory};
 use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use serde::Deserialize;
 
 use super::socket::{CloseReason, Protocol, Socket, TransportKind};
 use super::{Engine, Handler, RequestError, Sid, forward, polling, tunnel, websocket};
@@ -57,14 +57,35 @@ impl<H: Handler> HttpServiceFactory for EngineService<H> {
 }
 
 /// The query parameters Engine.IO uses; others are the application's and are ignored.
-#[derive(Debug, Deserialize)]
-struct Query {
-    #[serde(rename = "EIO")]
-    eio: Option<String>,
-    transport: Option<String>,
-    sid: Option<String>,
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Query<'a> {
+    eio: Option<Cow<'a, str>>,
+    transport: Option<Cow<'a, str>>,
+    sid: Option<Cow<'a, str>>,
     /// Engine.IO v3: the client wants base64 instead of binary polling bodies.
-    b64: Option<String>,
+    b64: Option<Cow<'a, str>>,
+}
+
+impl<'a> Query<'a> {
+    /// Reads a query string (`+` and `%XX` decoded); `None` when a parameter Engine.IO uses
+    /// comes twice. Values borrow from the query unless they had to be decoded: this runs on
+    /// every polling request, where a deserializer's owned strings were most of its cost.
+    fn parse(query: &'a str) -> Option<Self> {
+        let mut parsed = Query::default();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            let slot = match key.as_ref() {
+                "EIO" => &mut parsed.eio,
+                "transport" => &mut parsed.transport,
+                "sid" => &mut parsed.sid,
+                "b64" => &mut parsed.b64,
+                _ => continue,
+            };
+            if slot.replace(value).is_some() {
+                return None;
+            }
+        }
+        Some(parsed)
+    }
 }
 
 async fn handle<H: Handler>(
@@ -99,8 +120,7 @@ async fn route<H: Handler>(
     body: web::Payload,
 ) -> Result<HttpResponse, RequestError> {
     let config = engine.config();
-    let query = web::Query::<Query>::from_query(req.query_string())
-        .map_err(|_| RequestError::BadRequest)?;
+    let query = Query::parse(req.query_string()).ok_or(RequestError::BadRequest)?;
     let transport = match query.transport.as_deref() {
         Some("polling") if config.transports.polling => TransportKind::Polling,
         Some("websocket") if config.transports.websocket => TransportKind::Websocket,
@@ -173,4 +193,25 @@ pub(super) fn live_session<H: Handler>(
         return Err(RequestError::UnknownSid);
     }
     Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_is_read_like_node_reads_it() {
+        let q = Query::parse("EIO=4&transport=polling&t=P1x&sid=ab%2Dc+d").unwrap_or_default();
+        assert_eq!(q.eio.as_deref(), Some("4"));
+        assert_eq!(q.transport.as_deref(), Some("polling"));
+        assert_eq!(q.sid.as_deref(), Some("ab-c d"));
+        assert_eq!(q.b64, None);
+        assert!(matches!(q.transport, Some(Cow::Borrowed(_))));
+        assert_eq!(Query::parse(""), Some(Query::default()));
+        assert_eq!(Query::parse("EIO=4&EIO=3"), None);
+        assert_eq!(
+            Query::parse("b64=1&EIO").map(|q| (q.b64, q.eio)),
+            Some((Some("1".into()), Some("".into())))
+        );
+    }
 }
