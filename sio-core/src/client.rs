@@ -9,7 +9,7 @@ use crate::engine::{self, CloseReason, Message, Protocol};
 use crate::io::IoInner;
 use crate::namespace::Nsp;
 use crate::parser::{Decoder, Packet, PacketData, Parser};
-use crate::recovery::{Missed, Session};
+use crate::recovery::{LoggedBroadcast, Missed, Session};
 use crate::socket::{Conn, DisconnectReason, Socket, SocketRef};
 
 /// Per-connection state: the sockets of each namespace and the packet decoder.
@@ -205,16 +205,21 @@ impl Client {
                         None
                     }
                 };
-                let restored = session
-                    .filter(|s| s.pid == pid && nsp.recovery().is_some_and(|r| r.logs(&offset)))
-                    .map(|s| (s, offset));
+                let restored = match session.filter(|s| s.pid == pid) {
+                    Some(session) => restoring(&nsp, session, offset).await,
+                    None => None,
+                };
                 proceed(nsp, conn, ns, auth, restored).await;
             });
             return;
         }
         let restored = wanted.and_then(|(pid, offset)| {
             let session = nsp.recovery()?.restore(pid, &offset)?;
-            Some((session, offset))
+            Some(Restoring {
+                session,
+                offset,
+                fetched: None,
+            })
         });
         let conn = conn.clone();
         if nsp.has_middlewares() {
@@ -225,12 +230,37 @@ impl Client {
     }
 }
 
-/// A session to take back and the offset after which the client missed broadcasts.
-type Restored = Option<(Session, String)>;
+/// A session taken back from the store, if what its client missed after `offset` can be sent:
+/// read from the backend's log, or found in this node's memory.
+async fn restoring(nsp: &Nsp, session: Session, offset: String) -> Restored {
+    let recovery = nsp.recovery()?;
+    let fetched = match nsp.broadcast_log() {
+        Some(log) => Some(crate::recovery::read_missed(recovery, log, nsp.path(), &offset).await?),
+        None => {
+            recovery.logs(&offset).then_some(())?;
+            None
+        }
+    };
+    Some(Restoring {
+        session,
+        offset,
+        fetched,
+    })
+}
+
+/// A session to take back, the offset after which the client missed broadcasts and, with a
+/// backend log, the missed broadcasts read from it.
+struct Restoring {
+    session: Session,
+    offset: String,
+    fetched: Option<Vec<LoggedBroadcast>>,
+}
+
+type Restored = Option<Restoring>;
 
 /// The `pid` and `offset` a reconnecting client sends in its CONNECT payload.
 fn wanted_session(auth: &serde_json::Value) -> Option<(crate::engine::Sid, String)> {
-    let pid = auth.get("pid")?.as_str()?.parse().ok()?;
+    let pid = crate::engine::Sid::parse_socket_id(auth.get("pid")?.as_str()?).ok()?;
     let offset = auth.get("offset")?.as_str()?;
     Some((pid, offset.to_owned()))
 }
@@ -265,10 +295,10 @@ fn new_socket(
     nsp: &Arc<Nsp>,
     conn: &Arc<Conn>,
     auth: serde_json::Value,
-    restored: Option<&(Session, String)>,
+    restored: Option<&Restoring>,
 ) -> SocketRef {
     match restored {
-        Some((session, _)) => Socket::restore(nsp.clone(), conn.clone(), auth, session),
+        Some(r) => Socket::restore(nsp.clone(), conn.clone(), auth, &r.session),
         None => Socket::connect(nsp.clone(), conn.clone(), auth),
     }
 }
@@ -300,12 +330,18 @@ fn finish_connect(socket: SocketRef, restored: Restored) {
         ns: nsp.path().to_owned(),
         data: PacketData::Connect(reply),
     }];
-    if let Some((session, offset)) = restored {
+    if let Some(Restoring {
+        session,
+        offset,
+        fetched,
+    }) = restored
+    {
         socket.join(session.rooms.clone());
-        let missed: Vec<Missed> = nsp
-            .recovery()
-            .and_then(|r| r.missed(&session, &offset))
-            .unwrap_or_default();
+        let missed: Vec<Missed> = match (nsp.recovery(), fetched) {
+            (Some(r), Some(fetched)) => r.missed_from_log(&session, &offset, fetched),
+            (Some(r), None) => r.missed(&session, &offset).unwrap_or_default(),
+            (None, _) => Vec::new(),
+        };
         packets.extend(missed.into_iter().map(|(args, attachments)| Packet {
             ns: nsp.path().to_owned(),
             data: PacketData::Event {

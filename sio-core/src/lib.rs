@@ -70,7 +70,9 @@ pub use handler::{ConnectError, Handler, HandlerResult, MiddlewareResult};
 pub use io::{Metrics, SocketIo, SocketIoBuilder, SocketIoConfig};
 pub use namespace::{HandlerService, Namespace};
 pub use operators::{BroadcastOperators, RoomParam};
-pub use recovery::{RecoverableSession, RecoveryConfig, SessionStore};
+pub use recovery::{
+    BroadcastLog, LogPage, LoggedBroadcast, RecoverableSession, RecoveryConfig, SessionStore,
+};
 pub use socket::{DisconnectReason, Handshake, Socket, SocketEmit, SocketRef};
 
 // The attribute macros, so that users depend on sio-core alone (as tokio re-exports

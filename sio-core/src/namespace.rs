@@ -26,7 +26,7 @@ use crate::handler::{
 };
 use crate::parser::Parser;
 use crate::parser::{Packet, PacketData};
-use crate::recovery::{Recovery, RecoveryConfig, Session, SessionStore};
+use crate::recovery::{BroadcastLog, Recovery, RecoveryConfig, Session, SessionStore};
 use crate::socket::{DisconnectReason, Socket, SocketRef};
 
 /// The handlers of a namespace, built before the server starts.
@@ -338,7 +338,13 @@ impl Nsp {
             handlers,
             sockets: RwLock::new(HashMap::new()),
             adapter: LocalAdapter::default(),
-            recovery: shared.recovery.clone().map(Recovery::new),
+            recovery: shared.recovery.clone().map(|config| {
+                let backend_log = shared
+                    .backend
+                    .as_ref()
+                    .is_some_and(|b| b.broadcast_log().is_some());
+                Recovery::new(config, backend_log)
+            }),
             next_ack: AtomicU64::new(0),
             shared,
             refreshing: AtomicBool::new(false),
@@ -431,13 +437,20 @@ impl Nsp {
                 return Box::pin(async move { ClusterResponse::Acks(acks.collect().await) });
             }
             ClusterRequest::Broadcast {
-                packet,
+                mut packet,
                 opts,
                 volatile,
+                offset,
             } => {
                 let _gate = self.recovery.as_ref().map(Recovery::broadcasting);
-                if !volatile {
-                    self.log_remote_broadcast(&packet, &opts);
+                match (offset, &self.recovery) {
+                    (Some(offset), Some(recovery)) => {
+                        recovery.take_logged(&mut packet, &opts, volatile, offset);
+                    }
+                    (None, _) if !volatile && !self.backend_logs() => {
+                        self.log_remote_broadcast(&packet, &opts);
+                    }
+                    _ => {}
                 }
                 self.deliver(&packet, &opts, volatile);
             }
@@ -548,6 +561,22 @@ impl Nsp {
     /// The namespace's recovery state, when connection state recovery is on.
     pub(crate) fn recovery(&self) -> Option<&Recovery> {
         self.recovery.as_ref()
+    }
+
+    /// Whether the backend keeps the cluster's broadcast log ([`Backend::broadcast_log`]): it
+    /// then hands this node's own broadcasts back, with their offsets.
+    pub(crate) fn backend_logs(&self) -> bool {
+        self.broadcast_log_any().is_some()
+    }
+
+    fn broadcast_log_any(&self) -> Option<&dyn BroadcastLog> {
+        self.shared.backend.as_ref()?.broadcast_log()
+    }
+
+    /// The cluster's broadcast log, when recovery is on and the backend keeps one.
+    pub(crate) fn broadcast_log(&self) -> Option<&dyn BroadcastLog> {
+        self.recovery.as_ref()?;
+        self.broadcast_log_any()
     }
 
     /// The cluster's session store, when recovery is on and the backend has one.
@@ -805,6 +834,13 @@ fn caller(socket: Option<Sid>) -> String {
 impl RequestHandler for Nsp {
     fn handle(&self, request: ClusterRequest) -> HandlerFuture {
         self.handle_local(request)
+    }
+
+    fn log_reached(&self, offset: &str) {
+        if let Some(recovery) = &self.recovery {
+            let _gate = recovery.broadcasting();
+            recovery.log_reached(offset);
+        }
     }
 
     fn broadcast_with_ack(

@@ -150,7 +150,18 @@ impl BroadcastOperators {
     pub fn emit<T: Serialize + ?Sized>(self, event: &str, data: &T) -> Result<(), EmitError> {
         let mut packet =
             event_packet(self.nsp.path(), event, data, None, self.attachments.clone())?;
-        let recovery = self.nsp.recovery();
+        if !self.local && self.nsp.backend_logs() {
+            // The backend's log gives the broadcast its offset and hands it back to this node
+            // in log order, with the other nodes' broadcasts: this node's sockets get it then.
+            self.nsp.publish(ClusterRequest::Broadcast {
+                packet,
+                opts: self.opts,
+                volatile: self.volatile,
+                offset: None,
+            });
+            return Ok(());
+        }
+        let recovery = self.nsp.recovery().filter(|_| !self.nsp.backend_logs());
         let _gate = recovery.map(crate::recovery::Recovery::broadcasting);
         if let Some(recovery) = recovery.filter(|_| !self.volatile)
             && let PacketData::Event {
@@ -175,6 +186,7 @@ impl BroadcastOperators {
                 packet,
                 opts: self.opts,
                 volatile: self.volatile,
+                offset: None,
             });
         }
         Ok(())

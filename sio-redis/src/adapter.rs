@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use sio_core::{
-    AdapterError, Backend, BackendFuture, ClusterRequest, ClusterResponse, NodeReceiver,
-    RequestHandler, Room, SessionStore,
+    AdapterError, Backend, BackendFuture, BroadcastLog, ClusterRequest, ClusterResponse,
+    NodeReceiver, RequestHandler, Room, SessionStore,
 };
 use tokio::sync::mpsc;
 
@@ -26,9 +26,11 @@ use crate::config::Mode;
 use crate::config::RedisConfig;
 use crate::error::Error;
 use crate::message::{Broadcast, Envelope, Request, Response};
-use crate::sessions::Sessions;
+use crate::sessions::{self, Sessions};
 use crate::sharded;
 use crate::shards::{Publishers, Shards};
+use crate::stream_log::{self, Append, Reader, StreamLog};
+use crate::streams::{self, Entry};
 use crate::subscriber::{self, Subscriber, Subscription};
 use crate::target::{Connections, Target, node_info};
 use crate::wire::WireError;
@@ -74,6 +76,17 @@ struct Inner {
     stats: Counters,
     /// Recovery sessions, where a key's node can be reached (not on Redis Cluster).
     sessions: Option<Sessions>,
+    /// The streams protocol: the stream's reader, appender queue and log.
+    stream: Option<Stream>,
+    /// This very adapter, for the stream reader's callbacks.
+    me: Weak<Inner>,
+}
+
+/// What a node of the streams protocol has besides pub/sub.
+struct Stream {
+    reader: Reader,
+    appender: mpsc::Sender<Append>,
+    log: StreamLog,
 }
 
 #[derive(Default)]
@@ -113,6 +126,11 @@ impl RedisAdapter {
     /// An adapter with the given configuration.
     pub fn new(config: RedisConfig) -> Result<Self, Error> {
         let target = Target::parse(&config.url)?;
+        if config.mode == Mode::Streams && matches!(target, Target::Cluster { .. }) {
+            return Err(Error::Unsupported(
+                "the streams protocol on Redis Cluster (one stream lives on one shard)",
+            ));
+        }
         let (messages, received) = mpsc::unbounded_channel();
         let subscriber = subscriber::start(target.clone(), messages.clone());
         let pool = bb8_redis::bb8::Pool::builder()
@@ -129,15 +147,36 @@ impl RedisAdapter {
         let forward_prefix = format!("{}-forward#", config.key);
         // A pooled connection goes to one server: on Redis Cluster a session's key may live on
         // another, so recovery stays on the node there.
-        let sessions =
-            (!matches!(target, Target::Cluster { .. })).then(|| Sessions::start(pool.clone()));
-        let inner = Arc::new(Inner {
+        let format = match config.mode {
+            Mode::Streams => sessions::Format::Node,
+            _ => sessions::Format::Json,
+        };
+        let sessions = (!matches!(target, Target::Cluster { .. }))
+            .then(|| Sessions::start(pool.clone(), format));
+        let (appender, appends) = mpsc::channel(config.queue_size);
+        let stream_key = config.key.clone();
+        let max_len = config.max_len;
+        let inner = Arc::new_cyclic(|me: &Weak<Inner>| Inner {
+            me: me.clone(),
+            stream: (config.mode == Mode::Streams).then(|| Stream {
+                reader: Reader::start(
+                    target.clone(),
+                    stream_key.clone(),
+                    me.clone() as Weak<dyn stream_log::Sink>,
+                ),
+                appender,
+                log: StreamLog {
+                    pool: pool.clone(),
+                    key: stream_key.clone(),
+                },
+            }),
             forward_prefix,
             node_receivers: RwLock::default(),
             uid: random_id(),
             wire: match config.mode {
-                Mode::Classic => Wire::Classic(classic::Channels::new(config.key)),
-                Mode::Sharded => Wire::Sharded(sharded::Channels::new(config.key)),
+                Mode::Classic => Wire::Classic(classic::Channels::new(config.key.clone())),
+                Mode::Sharded => Wire::Sharded(sharded::Channels::new(config.key.clone())),
+                Mode::Streams => Wire::Streams(sharded::Channels::new(config.key.clone())),
             },
             pool: pool.clone(),
             publisher,
@@ -158,6 +197,15 @@ impl RedisAdapter {
             Arc::downgrade(&inner),
         ));
         tokio::spawn(receive_loop(received, Arc::downgrade(&inner)));
+        if config.mode == Mode::Streams {
+            tokio::spawn(append_loop(
+                inner.pool.clone(),
+                stream_key,
+                max_len,
+                appends,
+                Arc::downgrade(&inner),
+            ));
+        }
         Ok(RedisAdapter { inner })
     }
 
@@ -173,6 +221,9 @@ impl RedisAdapter {
         if let Some(shards) = &self.inner.shards {
             shards.confirmed().await;
         }
+        if let Some(stream) = &self.inner.stream {
+            stream.reader.started().await;
+        }
     }
 
     /// Counters of what this adapter has done.
@@ -180,7 +231,12 @@ impl RedisAdapter {
         let stats = &self.inner.stats;
         RedisStats {
             reconnects: self.inner.subscriber.reconnects()
-                + self.inner.shards.as_ref().map_or(0, |s| s.reconnects()),
+                + self.inner.shards.as_ref().map_or(0, |s| s.reconnects())
+                + self
+                    .inner
+                    .stream
+                    .as_ref()
+                    .map_or(0, |s| s.reader.reconnects()),
             published: stats.published.load(Ordering::Relaxed),
             dropped: stats.dropped.load(Ordering::Relaxed),
             received: stats.received.load(Ordering::Relaxed),
@@ -201,6 +257,11 @@ impl fmt::Debug for RedisAdapter {
 
 impl Backend for RedisAdapter {
     fn register(&self, ns: &str, handler: Weak<dyn RequestHandler>) {
+        if let Some(position) = self.inner.stream.as_ref().and_then(|s| s.reader.position())
+            && let Some(handler) = handler.upgrade()
+        {
+            handler.log_reached(&position);
+        }
         write(&self.inner.namespaces).insert(ns.to_owned(), handler);
         for subscription in self.inner.wire.subscriptions(ns, &self.inner.uid) {
             self.inner.subscribe(subscription);
@@ -209,6 +270,9 @@ impl Backend for RedisAdapter {
 
     fn close(&self) {
         self.inner.subscriber.close();
+        if let Some(stream) = &self.inner.stream {
+            stream.reader.close();
+        }
         if let Some(shards) = &self.inner.shards {
             shards.close();
         }
@@ -230,12 +294,17 @@ impl Backend for RedisAdapter {
     }
 
     fn publish(&self, ns: &str, request: ClusterRequest) {
+        if let Some(stream) = &self.inner.stream {
+            self.inner.publish_streams(stream, ns, request);
+            return;
+        }
         let uid = self.inner.uid.clone();
         let (channel, message) = match request {
             ClusterRequest::Broadcast {
                 packet,
                 opts,
                 volatile,
+                ..
             } => self.inner.wire.broadcast(
                 ns,
                 &Broadcast {
@@ -280,7 +349,7 @@ impl Backend for RedisAdapter {
         let channel = self.inner.node_channel(node_id);
         write(&self.inner.node_receivers).insert(channel.clone(), receiver);
         self.inner.subscribe(match self.inner.wire {
-            Wire::Classic(_) => Subscription::Channel(channel),
+            Wire::Classic(_) | Wire::Streams(_) => Subscription::Channel(channel),
             Wire::Sharded(_) => Subscription::Shard(channel),
         });
         true
@@ -308,9 +377,129 @@ impl Backend for RedisAdapter {
     fn session_store(&self) -> Option<&dyn SessionStore> {
         self.inner.sessions.as_ref().map(|s| s as &dyn SessionStore)
     }
+
+    fn broadcast_log(&self) -> Option<&dyn BroadcastLog> {
+        self.inner
+            .stream
+            .as_ref()
+            .map(|s| &s.log as &dyn BroadcastLog)
+    }
+}
+
+impl stream_log::Sink for Inner {
+    fn entries(&self, entries: Vec<Entry>) {
+        for entry in entries {
+            self.stats.received.fetch_add(1, Ordering::Relaxed);
+            let handler = entry
+                .nsp()
+                .and_then(|ns| read(&self.namespaces).get(ns).and_then(Weak::upgrade));
+            let Some(handler) = handler else {
+                continue;
+            };
+            let incoming = match streams::decode_entry(&entry) {
+                Ok(Some(incoming)) => incoming,
+                Ok(None) => continue,
+                Err(err) => {
+                    tracing::debug!(target: "sio::redis", id = %entry.id, %err, "stream entry skipped");
+                    continue;
+                }
+            };
+            match incoming.message {
+                // This node's own broadcasts too: they reach its sockets now, with their offset.
+                sharded::Kind::Broadcast(b) => {
+                    drop(handler.handle(ClusterRequest::Broadcast {
+                        packet: b.packet,
+                        opts: b.opts,
+                        volatile: b.volatile,
+                        offset: Some(entry.id),
+                    }));
+                }
+                sharded::Kind::Request(request) => {
+                    if let Some(me) = self.me.upgrade() {
+                        let envelope = Envelope {
+                            uid: Some(incoming.uid),
+                            request,
+                        };
+                        me.apply_request(&incoming.nsp, handler, envelope);
+                    }
+                }
+                sharded::Kind::Response(_) => {}
+            }
+        }
+    }
+
+    fn reached(&self, id: &str) {
+        let handlers: Vec<_> = read(&self.namespaces)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for handler in handlers {
+            handler.log_reached(id);
+        }
+    }
 }
 
 impl Inner {
+    /// The streams protocol: broadcasts and room changes to the stream, the rest over pub/sub.
+    fn publish_streams(&self, stream: &Stream, ns: &str, request: ClusterRequest) {
+        let (fields, failed) = match request {
+            ClusterRequest::Broadcast {
+                packet,
+                opts,
+                volatile,
+                ..
+            } => {
+                let broadcast = Broadcast {
+                    uid: self.uid.clone(),
+                    packet,
+                    opts,
+                    volatile,
+                };
+                let fields =
+                    streams::entry_fields(sharded::broadcast_parts(&broadcast), &self.uid, ns);
+                // Not in the stream, so it will not come back: this node's sockets get it now.
+                let handler = read(&self.namespaces).get(ns).cloned();
+                let failed = move || {
+                    if let Some(handler) = handler.and_then(|h| h.upgrade()) {
+                        drop(handler.handle(ClusterRequest::Broadcast {
+                            packet: broadcast.packet,
+                            opts: broadcast.opts,
+                            volatile: broadcast.volatile,
+                            offset: None,
+                        }));
+                    }
+                };
+                (fields, Some(Box::new(failed) as Box<dyn FnOnce() + Send>))
+            }
+            request => {
+                let Some(request) = to_wire(request, None) else {
+                    return;
+                };
+                if !streams::is_durable(&request) {
+                    let envelope = Envelope {
+                        uid: Some(self.uid.clone()),
+                        request,
+                    };
+                    let (channel, message) = self.wire.request(ns, &envelope);
+                    self.send(channel, message);
+                    return;
+                }
+                let parts = sharded::request_parts(&request);
+                (streams::entry_fields(parts, &self.uid, ns), None)
+            }
+        };
+        if let Err(
+            mpsc::error::TrySendError::Full(append) | mpsc::error::TrySendError::Closed(append),
+        ) = stream.appender.try_send(Append { fields, failed })
+        {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(target: "sio::redis", "stream queue full, entry dropped");
+            if let Some(failed) = append.failed {
+                failed();
+            }
+        }
+    }
+
     /// Subscribes on the right connection: shard channels of a cluster on their owner's.
     fn subscribe(&self, subscription: Subscription) {
         match (&self.shards, subscription) {
@@ -429,7 +618,7 @@ impl Inner {
         }
         let result = match &self.wire {
             Wire::Classic(channels) => self.receive_classic(channels, channel, payload),
-            Wire::Sharded(_) => self.receive_sharded(payload),
+            Wire::Sharded(_) | Wire::Streams(_) => self.receive_sharded(payload),
         };
         if let Err(err) = result {
             tracing::debug!(target: "sio::redis", %channel, %err, "message skipped");
@@ -514,6 +703,7 @@ impl Inner {
             packet: broadcast.packet,
             opts: broadcast.opts,
             volatile: broadcast.volatile,
+            offset: None,
         }));
     }
 
@@ -608,12 +798,14 @@ enum Wire {
     Classic(classic::Channels),
     /// `createShardedAdapter` with `subscriptionMode: "dynamic"`.
     Sharded(sharded::Channels),
+    /// `@socket.io/redis-streams-adapter`: its pub/sub part (the stream is [`Stream`]).
+    Streams(sharded::Channels),
 }
 
 impl Wire {
     fn publish_command(&self) -> &'static str {
         match self {
-            Wire::Classic(_) => "PUBLISH",
+            Wire::Classic(_) | Wire::Streams(_) => "PUBLISH",
             Wire::Sharded(_) => "SPUBLISH",
         }
     }
@@ -631,6 +823,10 @@ impl Wire {
                 Subscription::Shard(channels.main(ns)),
                 Subscription::Shard(channels.room(ns, uid)),
             ],
+            Wire::Streams(channels) => vec![
+                Subscription::Channel(channels.main(ns)),
+                Subscription::Channel(channels.room(ns, uid)),
+            ],
         }
     }
 
@@ -640,6 +836,7 @@ impl Wire {
         match self {
             Wire::Classic(channels) => cmd.arg("NUMSUB").arg(channels.request(ns)),
             Wire::Sharded(channels) => cmd.arg("SHARDNUMSUB").arg(channels.main(ns)),
+            Wire::Streams(channels) => cmd.arg("NUMSUB").arg(channels.main(ns)),
         };
         cmd
     }
@@ -653,6 +850,11 @@ impl Wire {
                 channels.broadcast(ns, broadcast),
                 sharded::encode_broadcast(broadcast, ns),
             ),
+            // Broadcasts go to the stream; this is only reached for none.
+            Wire::Streams(channels) => (
+                channels.main(ns),
+                streams::pubsub_message(sharded::broadcast_parts(broadcast), &broadcast.uid, ns),
+            ),
         }
     }
 
@@ -660,6 +862,14 @@ impl Wire {
         match self {
             Wire::Classic(channels) => (channels.request(ns), envelope.encode()),
             Wire::Sharded(channels) => (channels.main(ns), sharded::encode_request(envelope, ns)),
+            Wire::Streams(channels) => (
+                channels.main(ns),
+                streams::pubsub_message(
+                    sharded::request_parts(&envelope.request),
+                    envelope.uid.as_deref().unwrap_or_default(),
+                    ns,
+                ),
+            ),
         }
     }
 
@@ -676,6 +886,10 @@ impl Wire {
             Wire::Sharded(channels) => (
                 channels.room(ns, requester.unwrap_or_default()),
                 sharded::encode_response(response, uid, ns),
+            ),
+            Wire::Streams(channels) => (
+                channels.room(ns, requester.unwrap_or_default()),
+                streams::pubsub_message(sharded::response_parts(response), uid, ns),
             ),
         }
     }
@@ -850,6 +1064,40 @@ async fn publish_loop(
         };
         inner.stats.published.fetch_add(sent, Ordering::Relaxed);
         inner.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
+    }
+}
+
+/// Appends queued stream entries in order, as one pipeline per batch. Entries that cannot be
+/// appended are dropped (and counted), their `failed` action run.
+async fn append_loop(
+    pool: bb8_redis::bb8::Pool<Connections>,
+    key: String,
+    max_len: u64,
+    mut queue: mpsc::Receiver<Append>,
+    inner: Weak<Inner>,
+) {
+    let mut batch = Vec::new();
+    while queue.recv_many(&mut batch, 512).await > 0 {
+        let n = batch.len() as u64;
+        let result = run_pipeline(&pool, &stream_log::appends(&key, max_len, &batch)).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                inner.stats.published.fetch_add(n, Ordering::Relaxed);
+                batch.clear();
+            }
+            Err(err) => {
+                tracing::warn!(target: "sio::redis", %err, entries = n, "XADD failed, entries dropped");
+                inner.stats.dropped.fetch_add(n, Ordering::Relaxed);
+                for append in batch.drain(..) {
+                    if let Some(failed) = append.failed {
+                        failed();
+                    }
+                }
+            }
+        }
     }
 }
 

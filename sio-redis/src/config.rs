@@ -14,6 +14,7 @@ pub struct RedisConfig {
     pub(crate) key: String,
     pub(crate) queue_size: usize,
     pub(crate) mode: Mode,
+    pub(crate) max_len: u64,
 }
 
 /// Which of Node's Redis adapters a node speaks like.
@@ -21,6 +22,7 @@ pub struct RedisConfig {
 pub(crate) enum Mode {
     Classic,
     Sharded,
+    Streams,
 }
 
 impl RedisConfig {
@@ -38,6 +40,7 @@ impl RedisConfig {
             key: "socket.io".into(),
             queue_size: 65_536,
             mode: Mode::Classic,
+            max_len: 10_000,
         }
     }
 
@@ -55,6 +58,27 @@ impl RedisConfig {
     /// [`Emitter`](crate::Emitter)) cannot reach such a cluster.
     pub fn sharded(mut self) -> Self {
         self.mode = Mode::Sharded;
+        self
+    }
+
+    /// Speak the protocol of Node's `@socket.io/redis-streams-adapter` 0.3 instead of
+    /// `createAdapter`: broadcasts and room changes are entries of a Redis stream named after
+    /// [`key`](Self::key) (Redis 5+), read by every node from where it left off, so a node cut
+    /// off from Redis for a moment misses nothing; requests and answers go over pub/sub. With
+    /// connection state recovery the stream is also the log of missed broadcasts and sessions
+    /// are kept in Redis (`sio:session:<pid>`), so a client recovers on any node, sio or Node,
+    /// even one that started after the client left. One stream for every namespace
+    /// (`streamCount: 1`); not on Redis Cluster.
+    pub fn streams(mut self) -> Self {
+        self.mode = Mode::Streams;
+        self
+    }
+
+    /// With [`streams`](Self::streams): the stream is trimmed to about this many entries
+    /// (`MAXLEN ~`, `maxLen` in Node; default 10,000), which bounds both its memory and how
+    /// far back a recovering client can be sent what it missed.
+    pub fn max_len(mut self, entries: u64) -> Self {
+        self.max_len = entries.max(1);
         self
     }
 

@@ -17,6 +17,9 @@ pub enum Error {
     /// The data does not serialize to JSON.
     #[error("cannot serialize the data: {0}")]
     Serialize(#[from] serde_json::Error),
+    /// The configuration asks for something this deployment cannot do.
+    #[error("unsupported: {0}")]
+    Unsupported(&'static str),
     /// No connection could be taken from the pool in time.
     #[error("no Redis connection: {0}")]
     Pool(#[from] bb8_redis::bb8::RunError<redis::RedisError>),

@@ -50,6 +50,8 @@ mod sessions;
 mod sharded;
 mod shards;
 mod slots;
+mod stream_log;
+mod streams;
 mod subscriber;
 mod target;
 mod wire;

@@ -5,7 +5,9 @@
 //! `max_disconnection_duration` that sio-core refreshes while the socket lives; taken back with
 //! `GETDEL`, so a session recovers once. The key is not Node's `sio:session:<pid>`: Node keeps
 //! sessions only with the streams adapter, in MessagePack, and a sio session in it would fail
-//! its decoding.
+//! its decoding. With the streams protocol, sessions are Node's instead
+//! ([`Format::Node`]): `sio:session:<pid>`, base64 of MessagePack, taken back with `GET` and
+//! `DEL` in one transaction as Node does, so that Node and sio nodes recover each other's.
 
 use std::time::Duration;
 
@@ -13,12 +15,47 @@ use sio_core::{BackendFuture, RecoverableSession, SessionStore};
 use tokio::sync::mpsc;
 
 use crate::adapter::{run_pipeline, unavailable};
+use crate::streams;
 use crate::target::Connections;
 
 type Pool = bb8_redis::bb8::Pool<Connections>;
 
 /// Writes queued in order (a session's later state must win), at most this many waiting.
 const QUEUE: usize = 10_000;
+
+/// How sessions are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// `sio:rs-session:<pid>`, JSON.
+    Json,
+    /// `sio:session:<pid>`, as Node's streams adapter.
+    Node,
+}
+
+impl Format {
+    fn key(self, pid: &str) -> String {
+        match self {
+            Format::Json => format!("sio:rs-session:{pid}"),
+            Format::Node => format!("{}{pid}", streams::SESSION_PREFIX),
+        }
+    }
+
+    fn encode(self, session: &RecoverableSession) -> Option<String> {
+        match self {
+            Format::Json => serde_json::to_string(session)
+                .map_err(|err| tracing::warn!(target: "sio::redis", %err, "session not saved"))
+                .ok(),
+            Format::Node => Some(streams::encode_session(session)),
+        }
+    }
+
+    fn decode(self, stored: &[u8]) -> Option<RecoverableSession> {
+        match self {
+            Format::Json => serde_json::from_slice(stored).ok(),
+            Format::Node => streams::decode_session(stored),
+        }
+    }
+}
 
 enum Write {
     Save {
@@ -35,6 +72,7 @@ enum Write {
 /// Redis.
 pub(crate) struct Sessions {
     pool: Pool,
+    format: Format,
     writes: mpsc::Sender<Write>,
 }
 
@@ -44,16 +82,16 @@ impl std::fmt::Debug for Sessions {
     }
 }
 
-fn key(pid: &str) -> String {
-    format!("sio:rs-session:{pid}")
-}
-
 impl Sessions {
     /// Must be called inside a Tokio runtime: it starts the writer task.
-    pub(crate) fn start(pool: Pool) -> Self {
+    pub(crate) fn start(pool: Pool, format: Format) -> Self {
         let (writes, queue) = mpsc::channel(QUEUE);
         tokio::spawn(write_loop(pool.clone(), queue));
-        Sessions { pool, writes }
+        Sessions {
+            pool,
+            format,
+            writes,
+        }
     }
 
     fn queue(&self, write: Write) {
@@ -65,32 +103,48 @@ impl Sessions {
 
 impl SessionStore for Sessions {
     fn save(&self, _ns: &str, session: &RecoverableSession, ttl: Duration) {
-        match serde_json::to_string(session) {
-            Ok(json) => self.queue(Write::Save {
-                key: key(&session.pid),
+        if let Some(json) = self.format.encode(session) {
+            self.queue(Write::Save {
+                key: self.format.key(&session.pid),
                 json,
                 ttl,
-            }),
-            Err(err) => tracing::warn!(target: "sio::redis", %err, "session not saved"),
+            });
         }
     }
 
     fn remove(&self, _ns: &str, pid: &str) {
-        self.queue(Write::Remove { key: key(pid) });
+        self.queue(Write::Remove {
+            key: self.format.key(pid),
+        });
     }
 
     fn take(&self, _ns: &str, pid: &str) -> BackendFuture<Option<RecoverableSession>> {
         let pool = self.pool.clone();
-        let key = key(pid);
+        let (format, key) = (self.format, self.format.key(pid));
         Box::pin(async move {
             let mut conn = pool.get().await.map_err(unavailable)?;
-            let json: Option<String> = redis::cmd("GETDEL")
-                .arg(&key)
-                .query_async(&mut conn.inner)
-                .await
-                .map_err(unavailable)?;
+            let stored: Option<Vec<u8>> = match format {
+                Format::Json => redis::cmd("GETDEL")
+                    .arg(&key)
+                    .query_async(&mut conn.inner)
+                    .await
+                    .map_err(unavailable)?,
+                // As Node does: GETDEL needs Redis 6.2.
+                Format::Node => {
+                    let (stored, _): (Option<Vec<u8>>, i64) = redis::pipe()
+                        .atomic()
+                        .cmd("GET")
+                        .arg(&key)
+                        .cmd("DEL")
+                        .arg(&key)
+                        .query_async(&mut conn.inner)
+                        .await
+                        .map_err(unavailable)?;
+                    stored
+                }
+            };
             // A value this store did not write is no session: the client starts anew.
-            Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+            Ok(stored.and_then(|s| format.decode(&s)))
         })
     }
 }

@@ -83,14 +83,28 @@ pub(crate) enum Kind {
     Response(Response),
 }
 
+/// A message before its envelope: its type code, its `data` and the binary values `data`'s
+/// placeholders refer to.
+pub(crate) type Parts<'a> = (u64, Value, &'a [Bytes]);
+
 /// `{type, data, uid, nsp}`: MessagePack when there is binary, JSON otherwise.
-fn envelope(kind: u64, data: Value, uid: &str, ns: &str, attachments: &[Bytes]) -> Vec<u8> {
-    let value = json!({"type": kind, "data": data, "uid": uid, "nsp": ns});
+fn envelope((kind, data, attachments): Parts<'_>, uid: &str, ns: &str) -> Vec<u8> {
     let format = if attachments.is_empty() {
         Format::Json
     } else {
         Format::MsgPack
     };
+    envelope_as((kind, data, attachments), uid, ns, format)
+}
+
+/// `{type, data, uid, nsp}` in `format`.
+pub(crate) fn envelope_as(
+    (kind, data, attachments): Parts<'_>,
+    uid: &str,
+    ns: &str,
+    format: Format,
+) -> Vec<u8> {
+    let value = json!({"type": kind, "data": data, "uid": uid, "nsp": ns});
     wire::encode(&value, attachments, format)
 }
 
@@ -103,7 +117,7 @@ fn packet_json(packet: &Packet) -> (Value, &[Bytes]) {
     (value, attachments)
 }
 
-pub(crate) fn encode_broadcast(broadcast: &Broadcast, ns: &str) -> Vec<u8> {
+pub(crate) fn broadcast_parts(broadcast: &Broadcast) -> Parts<'_> {
     let (packet, attachments) = packet_json(&broadcast.packet);
     let flags = if broadcast.volatile {
         json!({"volatile": true})
@@ -111,14 +125,17 @@ pub(crate) fn encode_broadcast(broadcast: &Broadcast, ns: &str) -> Vec<u8> {
         json!({})
     };
     let data = json!({"packet": packet, "opts": opts_to_json(&broadcast.opts, Some(flags))});
-    envelope(kind::BROADCAST, data, &broadcast.uid, ns, attachments)
+    (kind::BROADCAST, data, attachments)
 }
 
-pub(crate) fn encode_request(envelope_: &Envelope, ns: &str) -> Vec<u8> {
-    let uid = envelope_.uid.as_deref().unwrap_or_default();
+pub(crate) fn encode_broadcast(broadcast: &Broadcast, ns: &str) -> Vec<u8> {
+    envelope(broadcast_parts(broadcast), &broadcast.uid, ns)
+}
+
+pub(crate) fn request_parts(request: &Request) -> Parts<'_> {
     let no_flags = |opts| opts_to_json(opts, Some(json!({})));
     let mut attachments: &[Bytes] = &[];
-    let (code, data) = match &envelope_.request {
+    let (code, data) = match request {
         Request::SocketsJoin { opts, rooms } => (
             kind::SOCKETS_JOIN,
             json!({"opts": no_flags(opts), "rooms": rooms}),
@@ -158,11 +175,15 @@ pub(crate) fn encode_request(envelope_: &Envelope, ns: &str) -> Vec<u8> {
             )
         }
     };
-    envelope(code, data, uid, ns, attachments)
+    (code, data, attachments)
 }
 
-/// An answer from node `uid`.
-pub(crate) fn encode_response(response: &Response, uid: &str, ns: &str) -> Vec<u8> {
+pub(crate) fn encode_request(envelope_: &Envelope, ns: &str) -> Vec<u8> {
+    let uid = envelope_.uid.as_deref().unwrap_or_default();
+    envelope(request_parts(&envelope_.request), uid, ns)
+}
+
+pub(crate) fn response_parts(response: &Response) -> Parts<'_> {
     match response {
         Response::Sockets {
             request_id,
@@ -170,35 +191,39 @@ pub(crate) fn encode_response(response: &Response, uid: &str, ns: &str) -> Vec<u
         } => {
             let sockets: Vec<Value> = sockets.iter().map(socket_to_json).collect();
             let data = json!({"requestId": request_id, "sockets": sockets});
-            envelope(kind::FETCH_SOCKETS_RESPONSE, data, uid, ns, &[])
+            (kind::FETCH_SOCKETS_RESPONSE, data, &[])
         }
         Response::ServerSideEmit { request_id, ack } => {
             let data = json!({"requestId": request_id, "packet": ack_to_json(ack)});
-            envelope(
-                kind::SERVER_SIDE_EMIT_RESPONSE,
-                data,
-                uid,
-                ns,
-                &ack.attachments,
-            )
+            (kind::SERVER_SIDE_EMIT_RESPONSE, data, &ack.attachments)
         }
         Response::ClientCount { request_id, count } => {
             let data = json!({"requestId": request_id, "clientCount": count});
-            envelope(kind::BROADCAST_CLIENT_COUNT, data, uid, ns, &[])
+            (kind::BROADCAST_CLIENT_COUNT, data, &[])
         }
         Response::BroadcastAck { request_id, ack } => {
             let data = json!({"requestId": request_id, "packet": ack_to_json(ack)});
-            envelope(kind::BROADCAST_ACK, data, uid, ns, &ack.attachments)
+            (kind::BROADCAST_ACK, data, &ack.attachments)
         }
     }
 }
 
+/// An answer from node `uid`.
+pub(crate) fn encode_response(response: &Response, uid: &str, ns: &str) -> Vec<u8> {
+    envelope(response_parts(response), uid, ns)
+}
+
 /// Decodes a message; `Ok(None)` for types sio does not act on (heartbeats, adapter close).
 pub(crate) fn decode(bytes: &[u8]) -> Result<Option<Incoming>, WireError> {
+    decode_message(wire::decode(bytes)?)
+}
+
+/// [`decode`] for a message already read as JSON (and its attachments).
+pub(crate) fn decode_message(message: Message) -> Result<Option<Incoming>, WireError> {
     let Message {
         mut value,
         attachments,
-    } = wire::decode(bytes)?;
+    } = message;
     let uid = str_field(&value, "uid").unwrap_or_default().to_owned();
     let nsp = str_field(&value, "nsp").unwrap_or("/").to_owned();
     let code = value.get("type").and_then(Value::as_u64);

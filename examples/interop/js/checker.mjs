@@ -1,7 +1,7 @@
 // Drives a two-node cluster (any mix of interop-server and node-server.mjs) through real
 // socket.io-client connections and checks every cluster operation across the nodes.
 // Usage: node checker.mjs --a http://127.0.0.1:PA --b http://127.0.0.1:PB --redis redis://...
-//        [--adapter classic|sharded] [--rust-emitter PATH] [--only NAME]
+//        [--adapter classic|sharded|streams] [--rust-emitter PATH] [--only NAME]
 // Prints one line per scenario and `N passed, M failed`; exits 1 if any failed.
 import { io as connect } from "socket.io-client";
 import { Emitter } from "@socket.io/redis-emitter";
@@ -14,8 +14,8 @@ const arg = (name) => {
 const URLS = { A: arg("a"), B: arg("b") };
 const REDIS_URL = arg("redis");
 const ONLY = arg("only");
-// Emitters speak the classic protocol only: they cannot reach a sharded cluster.
-const SHARDED = arg("adapter") === "sharded";
+// Emitters speak the classic protocol only: they cannot reach a sharded or streams cluster.
+const NO_EMITTER = (arg("adapter") ?? "classic") !== "classic";
 // The `emit` binary (sio_redis::Emitter): when given, the Rust emitter is checked like Node's.
 const RUST_EMITTER = arg("rust-emitter");
 const TIMEOUT = 3000;
@@ -267,7 +267,7 @@ const scenarios = {
     }
   },
   async "emitter"() {
-    if (SHARDED) return;
+    if (NO_EMITTER) return;
     const redis = createClient({ url: REDIS_URL });
     await redis.connect();
     try {
@@ -303,7 +303,7 @@ const scenarios = {
     }
   },
   async "rust-emitter"() {
-    if (!RUST_EMITTER || SHARDED) return;
+    if (!RUST_EMITTER || NO_EMITTER) return;
     const { execFileSync } = await import("node:child_process");
     const emit = (...args) => execFileSync(RUST_EMITTER, ["--redis", REDIS_URL, ...args]);
     let t = tag("rs-all");

@@ -1,9 +1,12 @@
 // The Node reference node of the mixed-cluster tests: socket.io 4.8 + @socket.io/redis-adapter
-// 8.3 (`createAdapter`, or `createShardedAdapter` with ADAPTER=sharded), implementing the same contract as `interop-server`
-// (docs: ../README.md). Environment: PORT, REDIS_URL, ADAPTER, NODE_NAME, KEY, REQUESTS_TIMEOUT.
+// 8.3 (`createAdapter`, or `createShardedAdapter` with ADAPTER=sharded) or
+// @socket.io/redis-streams-adapter 0.3 (ADAPTER=streams), implementing the same contract as
+// `interop-server` (docs: ../README.md). Environment: PORT, REDIS_URL, ADAPTER, NODE_NAME, KEY,
+// REQUESTS_TIMEOUT, RECOVERY (ms: connectionStateRecovery with that maxDisconnectionDuration).
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
+import { createAdapter as createStreamsAdapter } from "@socket.io/redis-streams-adapter";
 import { createClient, createCluster } from "redis";
 
 const PORT = Number(process.env.PORT ?? 3001);
@@ -12,6 +15,7 @@ const NODE_NAME = process.env.NODE_NAME ?? `node-${PORT}`;
 const KEY = process.env.KEY ?? "socket.io";
 const REQUESTS_TIMEOUT = Number(process.env.REQUESTS_TIMEOUT ?? 3000);
 const ADAPTER = process.env.ADAPTER ?? "classic";
+const RECOVERY = process.env.RECOVERY ? Number(process.env.RECOVERY) : undefined;
 const BIN = Buffer.from([0, 1, 2, 3, 0xfd, 0xfe, 0xff]);
 
 // `redis+cluster://host:port,host:port` (sio's URL for a Redis Cluster) means a cluster client.
@@ -33,11 +37,14 @@ const http = createServer((req, res) => {
     res.end(JSON.stringify(health));
   }
 });
+const adapters = {
+  classic: () => createAdapter(pub, sub, { key: KEY, requestsTimeout: REQUESTS_TIMEOUT }),
+  sharded: () => createShardedAdapter(pub, sub, { channelPrefix: KEY, subscriptionMode: "dynamic" }),
+  streams: () => createStreamsAdapter(pub, { streamName: KEY, channelPrefix: KEY }),
+};
 const io = new Server(http, {
-  adapter:
-    ADAPTER === "sharded"
-      ? createShardedAdapter(pub, sub, { channelPrefix: KEY, subscriptionMode: "dynamic" })
-      : createAdapter(pub, sub, { key: KEY, requestsTimeout: REQUESTS_TIMEOUT }),
+  adapter: adapters[ADAPTER](),
+  ...(RECOVERY ? { connectionStateRecovery: { maxDisconnectionDuration: RECOVERY } } : {}),
 });
 
 const list = (v) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
@@ -54,8 +61,11 @@ function setup(nsp) {
     const auth = socket.handshake.auth ?? {};
     const name = auth.name ?? socket.handshake.query.name ?? "";
     const rooms = auth.rooms ?? String(socket.handshake.query.rooms ?? "").split(",").filter(Boolean);
-    socket.join(list(rooms));
-    socket.data = { name, node: NODE_NAME };
+    // A recovered socket got its rooms and data back (from another node, maybe).
+    if (!socket.recovered) {
+      socket.join(list(rooms));
+      socket.data = { name, node: NODE_NAME };
+    }
 
     socket.on("broadcast", (req, ack) => {
       let ops = target(socket, req);

@@ -4,7 +4,7 @@
 //! on the Redis adapter.
 //!
 //! Environment: `PORT` (3001, on 127.0.0.1), `REDIS_URL` (`redis://127.0.0.1:6390`), `ADAPTER`
-//! (`classic` or `sharded`), `NODE_NAME` (`node-<PORT>`), `KEY` (`socket.io`), `REQUESTS_TIMEOUT` (ms, 3000),
+//! (`classic`, `sharded` or `streams`), `NODE_NAME` (`node-<PORT>`), `KEY` (`socket.io`), `REQUESTS_TIMEOUT` (ms, 3000),
 //! `RECOVERY` (ms: connection state recovery with that `max_disconnection_duration`; unset: off).
 //! Prints `READY {json}` once subscribed; exits on SIGTERM.
 
@@ -327,8 +327,9 @@ async fn main() -> std::io::Result<()> {
     let config = match adapter_kind.as_str() {
         "classic" => config,
         "sharded" => config.sharded(),
+        "streams" => config.streams(),
         other => {
-            eprintln!("ADAPTER={other} is not supported; use classic or sharded");
+            eprintln!("ADAPTER={other} is not supported; use classic, sharded or streams");
             std::process::exit(2);
         }
     };

@@ -5,9 +5,7 @@
 
 mod support;
 
-use std::process::Command;
-
-use support::{Kind, Redis, js_dir, start_node_env};
+use support::{Kind, Redis, run_script, start_node_env, url};
 
 #[test]
 fn sigkill_during_a_broadcast_loses_and_duplicates_nothing() {
@@ -15,26 +13,10 @@ fn sigkill_during_a_broadcast_loses_and_duplicates_nothing() {
     let env = [("RECOVERY", "60000")];
     let start = |name| start_node_env(Kind::Sio, name, &redis.url(), "classic", &env);
     let (a, b, c) = (start("A"), start("B"), start("C"));
-    let url = |port: u16| format!("http://127.0.0.1:{port}");
-    let output = Command::new("node")
-        .arg(js_dir().join("failover.mjs"))
-        .args([
-            "--a",
-            &url(a.port),
-            "--b",
-            &url(b.port),
-            "--c",
-            &url(c.port),
-        ])
-        .args(["--kill", &a.pid().to_string()])
-        .output()
-        .expect("cannot run node");
-    let text = String::from_utf8_lossy(&output.stdout);
-    // The counts go to the test's output for the report (`--nocapture`).
-    println!("{text}");
-    assert!(
-        output.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    let kill = a.pid().to_string();
+    let (a, b, c) = (url(a.port), url(b.port), url(c.port));
+    run_script(
+        "failover.mjs",
+        &["--a", &a, "--b", &b, "--c", &c, "--kill", &kill],
     );
 }

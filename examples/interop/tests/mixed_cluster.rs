@@ -1,6 +1,7 @@
 //! Two-node clusters on a real `redis-server`, in every mix of sio (`interop-server`) and Node
-//! (`js/node-server.mjs`: socket.io 4.8 + @socket.io/redis-adapter 8.3), over the classic
-//! protocol and over sharded pub/sub, driven by
+//! (`js/node-server.mjs`: socket.io 4.8 + @socket.io/redis-adapter 8.3 or
+//! @socket.io/redis-streams-adapter 0.3), over the classic protocol, over sharded pub/sub and
+//! over Redis streams, driven by
 //! `js/checker.mjs` through the official `socket.io-client` and `@socket.io/redis-emitter`. The
 //! all-Node cluster is the reference: the checker's expectations are what Node does.
 //!
@@ -58,4 +59,24 @@ fn sharded_sio_and_node() {
 #[test]
 fn sharded_node_and_sio() {
     check(Kind::Node, Kind::Sio, "sharded");
+}
+
+#[test]
+fn streams_node_and_node_reference() {
+    check(Kind::Node, Kind::Node, "streams");
+}
+
+#[test]
+fn streams_sio_and_sio() {
+    check(Kind::Sio, Kind::Sio, "streams");
+}
+
+#[test]
+fn streams_sio_and_node() {
+    check(Kind::Sio, Kind::Node, "streams");
+}
+
+#[test]
+fn streams_node_and_sio() {
+    check(Kind::Node, Kind::Sio, "streams");
 }

@@ -20,12 +20,17 @@ use crate::parser::Packet;
 pub enum ClusterRequest {
     /// Send `packet` to the sockets `opts` chooses. No answer.
     Broadcast {
-        /// The packet (its arguments already carry the recovery offset, if any).
+        /// The packet. Without a backend log its arguments already carry the sender's recovery
+        /// offset, if any.
         packet: Packet,
         /// Who receives it.
         opts: BroadcastOptions,
         /// Skip sockets that cannot take the packet at once instead of queueing it.
         volatile: bool,
+        /// Its position in the backend's log ([`Backend::broadcast_log`]), set by the backend
+        /// when it hands the broadcast over: the receiving namespace adds it to the arguments
+        /// as the recovery offset. `None` when publishing, and on backends without a log.
+        offset: Option<String>,
     },
     /// Describe the sockets `opts` chooses.
     FetchSockets {
@@ -154,6 +159,13 @@ pub trait RequestHandler: Send + Sync {
         opts: BroadcastOptions,
         timeout: Duration,
     ) -> AckStream;
+
+    /// The backend's broadcast log reached `offset`: every broadcast up to it was handed to
+    /// [`handle`](Self::handle). Backends with a [`Backend::broadcast_log`] call it when they
+    /// start reading (with the log's end) and after each read; the default ignores it.
+    fn log_reached(&self, offset: &str) {
+        let _ = offset;
+    }
 }
 
 /// What receives the messages other nodes send to this one with [`Backend::send_to_node`]
@@ -219,6 +231,19 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// them back (a client whose node died recovers on another). The default, `None`, keeps
     /// them in each node's memory: recovery then works on the same node only.
     fn session_store(&self) -> Option<&dyn crate::SessionStore> {
+        None
+    }
+
+    /// The cluster's shared log of broadcasts, when the backend keeps one (Redis streams).
+    /// Then the backend owns the recovery offsets: publishing a [`ClusterRequest::Broadcast`]
+    /// appends it to the log, and the backend hands every broadcast of the log to the
+    /// handlers, this node's own included, in log order and with its
+    /// [`offset`](ClusterRequest::Broadcast::offset) (a broadcast it could not log, with
+    /// `None`: this node's sockets still get it). A namespace then delivers its own
+    /// broadcasts when they come back, and a returning client's missed broadcasts are read
+    /// from the log, even those sent before this node started. The default, `None`: every
+    /// node logs the broadcasts it sees in memory.
+    fn broadcast_log(&self) -> Option<&dyn crate::BroadcastLog> {
         None
     }
 

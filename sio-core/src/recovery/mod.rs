@@ -13,9 +13,17 @@
 //! backend offers a [`SessionStore`], sessions live there instead of in this node's memory, and
 //! are written through while the socket lives: a client whose node was killed comes back to
 //! any other node.
+//!
+//! When the backend keeps a [`BroadcastLog`] (Redis streams), it gives broadcasts their
+//! offsets and every node hands its own broadcasts back in log order; the node then keeps only
+//! a short window of the log in memory and reads older broadcasts back from the backend, so a
+//! node that just started can still send a returning client what it missed.
 
+mod log;
 mod store;
 
+pub(crate) use log::read_missed;
+pub use log::{BroadcastLog, LogPage, LoggedBroadcast};
 pub use store::{RecoverableSession, SessionStore};
 
 use std::collections::{HashMap, VecDeque};
@@ -96,12 +104,30 @@ struct Logged {
 /// A missed event to send again: its arguments (offset included) and attachments.
 pub(crate) type Missed = (Value, Vec<Bytes>);
 
+/// How long a node keeps a backend log's broadcasts in memory: long enough to cover the time
+/// between reading the backend's log and joining the recovered socket to its rooms, and most
+/// reconnections (which then need no read from the backend).
+const LOG_WINDOW: Duration = Duration::from_secs(10);
+
+/// The broadcasts a namespace logged.
+#[derive(Debug, Default)]
+struct Log {
+    entries: VecDeque<Logged>,
+    /// With a backend log: every broadcast after this offset that this node delivered is in
+    /// `entries` (set when the backend starts reading, moved on as entries expire).
+    complete_after: Option<String>,
+    /// With a backend log: the last offset the backend handed over.
+    position: Option<String>,
+}
+
 /// The sessions and broadcast log of one namespace.
 #[derive(Debug)]
 pub(crate) struct Recovery {
     config: RecoveryConfig,
+    /// The offsets come from the backend's log (and older broadcasts are read back from it).
+    backend_log: bool,
     sessions: Mutex<HashMap<Sid, (Session, Instant)>>,
-    log: Mutex<VecDeque<Logged>>,
+    log: Mutex<Log>,
     next_offset: AtomicU64,
     /// Makes offsets unique in the cluster: nodes log each other's broadcasts.
     prefix: String,
@@ -111,11 +137,12 @@ pub(crate) struct Recovery {
 }
 
 impl Recovery {
-    pub(crate) fn new(config: RecoveryConfig) -> Self {
+    pub(crate) fn new(config: RecoveryConfig, backend_log: bool) -> Self {
         Recovery {
             config,
+            backend_log,
             sessions: Mutex::new(HashMap::new()),
-            log: Mutex::new(VecDeque::new()),
+            log: Mutex::new(Log::default()),
             next_offset: AtomicU64::new(0),
             prefix: Sid::new(0).to_string(),
             gate: RwLock::new(()),
@@ -155,14 +182,22 @@ impl Recovery {
         attachments: Vec<Bytes>,
     ) {
         let now = Instant::now();
+        let keep = if self.backend_log {
+            self.config.max_disconnection_duration.min(LOG_WINDOW)
+        } else {
+            self.config.max_disconnection_duration
+        };
         let mut log = lock(&self.log);
         while log
+            .entries
             .front()
-            .is_some_and(|e| now.duration_since(e.at) > self.config.max_disconnection_duration)
+            .is_some_and(|e| now.duration_since(e.at) > keep)
         {
-            log.pop_front();
+            if let Some(gone) = log.entries.pop_front() {
+                log.complete_after = Some(gone.offset);
+            }
         }
-        log.push_back(Logged {
+        log.entries.push_back(Logged {
             offset,
             opts,
             at: now,
@@ -193,21 +228,120 @@ impl Recovery {
     /// Whether `offset` is still in the log, so that what came after it can be sent: a check
     /// before [`Recovery::missed`] reads (and clones) the events themselves.
     pub(crate) fn logs(&self, offset: &str) -> bool {
-        lock(&self.log).iter().any(|e| e.offset == offset)
+        lock(&self.log).entries.iter().any(|e| e.offset == offset)
     }
 
     /// The logged broadcasts after `offset` that would have reached `session`; `None` when
     /// the offset is no longer (or not yet) in the log.
     pub(crate) fn missed(&self, session: &Session, offset: &str) -> Option<Vec<Missed>> {
         let log = lock(&self.log);
-        let start = log.iter().position(|e| e.offset == offset)? + 1;
+        let start = log.entries.iter().position(|e| e.offset == offset)? + 1;
         Some(
-            log.iter()
+            log.entries
+                .iter()
                 .skip(start)
                 .filter(|e| reaches(&e.opts, session))
                 .map(|e| (e.args.clone(), e.attachments.clone()))
                 .collect(),
         )
+    }
+}
+
+/// With a backend log ([`BroadcastLog`]): every broadcast the backend hands over is held here
+/// in memory for a while, with its position. The callers hold [`Recovery::broadcasting`], so a
+/// restoring socket sees the position and the entries change together.
+impl Recovery {
+    /// The backend handed over the broadcast at `offset`: `packet` gets the offset as its last
+    /// argument (the client remembers it) and is logged, unless it is volatile or has an ack.
+    pub(crate) fn take_logged(
+        &self,
+        packet: &mut crate::parser::Packet,
+        opts: &BroadcastOptions,
+        volatile: bool,
+        offset: String,
+    ) {
+        let started = lock(&self.log).complete_after.is_some();
+        if let crate::parser::PacketData::Event {
+            args: Value::Array(args),
+            attachments,
+            id: None,
+        } = &mut packet.data
+            && !volatile
+        {
+            args.push(Value::String(offset.clone()));
+            // Before the backend said where it started, no window can be complete.
+            if started {
+                let args = Value::Array(args.clone());
+                self.log(offset.clone(), opts.clone(), args, attachments.clone());
+            }
+        }
+        if started {
+            lock(&self.log).position = Some(offset);
+        }
+    }
+
+    /// The backend's log reached `offset`: every broadcast up to it was handed over.
+    pub(crate) fn log_reached(&self, offset: &str) {
+        let mut log = lock(&self.log);
+        if log.complete_after.is_none() {
+            log.complete_after = Some(offset.to_owned());
+        }
+        log.position = Some(offset.to_owned());
+    }
+
+    /// Whether the backend handed over the broadcast at `offset` already (a client that
+    /// comes from a node ahead of this one must wait, or would get it again).
+    pub(crate) fn has_reached(&self, offset: &str) -> bool {
+        lock(&self.log)
+            .position
+            .as_deref()
+            .and_then(|p| log::compare(p, offset))
+            .is_some_and(|o| o.is_ge())
+    }
+
+    /// From where this node's memory holds every broadcast: what came before must be read
+    /// from the backend.
+    pub(crate) fn complete_after(&self) -> Option<String> {
+        lock(&self.log).complete_after.clone()
+    }
+
+    /// What `session` missed after `offset`: the broadcasts read from the backend up to where
+    /// this node's memory starts, then those in memory. Run under [`Recovery::restoring`]:
+    /// every later broadcast reaches the socket live.
+    pub(crate) fn missed_from_log(
+        &self,
+        session: &Session,
+        offset: &str,
+        fetched: Vec<LoggedBroadcast>,
+    ) -> Vec<Missed> {
+        let log = lock(&self.log);
+        let before_memory = |o: &str| match &log.complete_after {
+            Some(start) => log::compare(o, start).is_some_and(|c| c.is_le()),
+            None => true,
+        };
+        let mut missed: Vec<Missed> = fetched
+            .into_iter()
+            .filter(|b| !b.volatile && before_memory(&b.offset) && reaches(&b.opts, session))
+            .filter_map(|b| match b.packet.data {
+                crate::parser::PacketData::Event {
+                    args: Value::Array(mut args),
+                    attachments,
+                    id: None,
+                } => {
+                    args.push(Value::String(b.offset));
+                    Some((Value::Array(args), attachments))
+                }
+                _ => None,
+            })
+            .collect();
+        missed.extend(
+            log.entries
+                .iter()
+                .filter(|e| log::compare(&e.offset, offset).is_some_and(|c| c.is_gt()))
+                .filter(|e| reaches(&e.opts, session))
+                .map(|e| (e.args.clone(), e.attachments.clone())),
+        );
+        missed
     }
 }
 
@@ -222,11 +356,11 @@ impl Session {
         )
     }
 
-    /// Back from a [`SessionStore`]; `None` for ids this server could not have made.
+    /// Back from a [`SessionStore`]; `None` for ids neither sio nor Node could have made.
     pub(crate) fn from_stored(stored: RecoverableSession) -> Option<Session> {
         Some(Session {
-            sid: stored.sid.parse().ok()?,
-            pid: stored.pid.parse().ok()?,
+            sid: Sid::parse_socket_id(&stored.sid).ok()?,
+            pid: Sid::parse_socket_id(&stored.pid).ok()?,
             rooms: stored.rooms,
             data: stored.data,
         })
@@ -261,7 +395,7 @@ mod tests {
 
     #[test]
     fn restores_once_with_the_broadcasts_that_would_have_reached_it() {
-        let recovery = Recovery::new(RecoveryConfig::default());
+        let recovery = Recovery::new(RecoveryConfig::default(), false);
         let s = session(&["a"]);
         let first = recovery.next_offset();
         recovery.log(
@@ -291,13 +425,54 @@ mod tests {
     }
 
     #[test]
+    fn with_a_backend_log_older_broadcasts_come_from_it_and_newer_from_memory() {
+        let recovery = Recovery::new(RecoveryConfig::default(), true);
+        let event = |n: u64| crate::parser::Packet::event("/", "e", &n, vec![]).unwrap();
+        let to = |room: &str| BroadcastOptions {
+            rooms: vec![room.to_owned()],
+            ..Default::default()
+        };
+        // Handed over before the backend said where it started: not logged, nor counted.
+        let mut early = event(0);
+        recovery.take_logged(&mut early, &to("a"), false, "1-0".into());
+        assert!(!recovery.logs("1-0"));
+        recovery.log_reached("5-0");
+        for (n, room) in [(6, "a"), (7, "b"), (8, "a")] {
+            let mut packet = event(n);
+            recovery.take_logged(&mut packet, &to(room), false, format!("{n}-0"));
+        }
+        assert!(recovery.has_reached("8-0") && !recovery.has_reached("9-0"));
+        assert_eq!(recovery.complete_after().as_deref(), Some("5-0"));
+        let fetched = [(3, "a"), (4, "b"), (5, "a"), (6, "a")]
+            .map(|(n, room)| LoggedBroadcast::new(format!("{n}-0"), event(n), to(room), false));
+        let s = session(&["a"]);
+        let args: Vec<Value> = recovery
+            .missed_from_log(&s, "2-0", fetched.to_vec())
+            .into_iter()
+            .map(|(args, _)| args)
+            .collect();
+        // 6 is in memory: it is not sent twice.
+        assert_eq!(
+            args,
+            vec![
+                json!(["e", 3, "3-0"]),
+                json!(["e", 5, "5-0"]),
+                json!(["e", 6, "6-0"]),
+                json!(["e", 8, "8-0"])
+            ]
+        );
+    }
+
+    #[test]
     fn unknown_offsets_and_expired_sessions_do_not_restore() {
-        let recovery =
-            Recovery::new(RecoveryConfig::default().max_disconnection_duration(Duration::ZERO));
+        let recovery = Recovery::new(
+            RecoveryConfig::default().max_disconnection_duration(Duration::ZERO),
+            false,
+        );
         let s = session(&[]);
         recovery.persist(s.clone());
         assert!(recovery.restore(s.pid, "0").is_none());
-        let recovery = Recovery::new(RecoveryConfig::default());
+        let recovery = Recovery::new(RecoveryConfig::default(), false);
         recovery.persist(s.clone());
         assert!(recovery.restore(s.pid, "nope").is_none());
     }

@@ -222,3 +222,25 @@ pub(crate) fn request_subscribers(port: u16) -> String {
         .trim()
         .to_owned()
 }
+
+/// Runs `node js/<script> <args>`, prints what it printed (the counts of the recovery scripts,
+/// for the report with `--nocapture`) and fails the test if it failed.
+pub(crate) fn run_script(script: &str, args: &[&str]) {
+    let output = Command::new("node")
+        .arg(js_dir().join(script))
+        .args(args)
+        .output()
+        .expect("cannot run node");
+    let text = String::from_utf8_lossy(&output.stdout);
+    println!("{text}");
+    assert!(
+        output.status.success(),
+        "{script}: {text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `http://127.0.0.1:<port>`
+pub(crate) fn url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
