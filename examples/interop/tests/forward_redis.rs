@@ -1,5 +1,6 @@
 //! Sticky-free forwarding over Redis (classic and sharded pub/sub on a standalone server): a
-//! session opened on node A is served by polling requests sent to node B.
+//! session opened on node A is served by polling requests sent to node B, then upgraded by a
+//! WebSocket that reaches B (its messages tunnelled to A).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -10,6 +11,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer};
+use awc::ws::{Frame, Message};
+use futures_util::{SinkExt as _, StreamExt as _};
 use sio_core::SocketIo;
 use sio_redis::{RedisAdapter, RedisConfig};
 use support::Redis;
@@ -81,6 +84,58 @@ fn check(redis: &Redis, sharded: bool) {
     let ghost = sio_core::engine::Sid::new(0x0bad_f00d).to_string();
     let (status, body) = http(b, "GET", Some(&ghost), "");
     assert_eq!(status, 400, "{body}");
+    actix_web::rt::System::new().block_on(upgrade_through(b, &sid, &io_a, &io_b));
+}
+
+type Ws = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+
+async fn send(ws: &mut Ws, text: &str) {
+    ws.send(Message::Text(text.to_owned().into()))
+        .await
+        .unwrap();
+}
+
+/// The next text frame, 10 s at most; `None` once the WebSocket closed.
+async fn next_text(ws: &mut Ws) -> Option<String> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame within 10 s");
+        match frame {
+            Some(Ok(Frame::Text(text))) => return Some(String::from_utf8(text.to_vec()).unwrap()),
+            Some(Ok(Frame::Close(_)) | Err(_)) | None => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Upgrades A's session `sid` with a WebSocket to B: the probe, the upgrade, a ping and a
+/// broadcast of A's cross the tunnel over Redis; then the client closes and both ends go.
+async fn upgrade_through(b: SocketAddr, sid: &str, io_a: &SocketIo, io_b: &SocketIo) {
+    let url = format!("ws://{b}/socket.io/?EIO=4&transport=websocket&sid={sid}");
+    let (_, mut ws) = awc::Client::new().ws(url).connect().await.unwrap();
+    send(&mut ws, "2probe").await;
+    assert_eq!(next_text(&mut ws).await.as_deref(), Some("3probe"));
+    send(&mut ws, "5").await;
+    // A v3-style ping is answered by A's engine: the upgrade is complete once it comes back.
+    send(&mut ws, "2").await;
+    assert_eq!(next_text(&mut ws).await.as_deref(), Some("3"));
+    io_a.emit("news", "from A").unwrap();
+    assert_eq!(
+        next_text(&mut ws).await.as_deref(),
+        Some(r#"42["news","from A"]"#)
+    );
+    let tunnels = |io: &SocketIo| io.metrics().forwarding.unwrap().tunnels;
+    assert_eq!((tunnels(io_a), tunnels(io_b)), (1, 1));
+    ws.send(Message::Close(None)).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, None);
+    for _ in 0..200 {
+        if tunnels(io_a) + tunnels(io_b) == 0 && io_a.metrics().traffic.sessions == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the tunnel or the session outlived the client's close");
 }
 
 #[test]

@@ -127,6 +127,18 @@ impl TunnelEvent {
 }
 
 /// One message of a tunnel, from one end to the other.
+///
+/// ```
+/// use bytes::Bytes;
+/// use sio_core::engine::{ForwardMessage, TunnelEvent, TunnelId, TunnelMessage};
+///
+/// let probe = ForwardMessage::Tunnel(TunnelMessage {
+///     tunnel: TunnelId { edge: 2, id: 41 },
+///     seq: 0,
+///     event: TunnelEvent::Text(Bytes::from_static(b"2probe")),
+/// });
+/// assert_eq!(ForwardMessage::decode(probe.encode()), Ok(probe));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelMessage {
     /// The tunnel.

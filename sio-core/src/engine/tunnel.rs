@@ -80,6 +80,24 @@ impl std::fmt::Debug for Tunnel {
 }
 
 /// Where the other end's messages for one [`Tunnel`] are handed in, in the order they arrived.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use sio_core::engine::{Tunnel, TunnelLink, TunnelSendFuture};
+/// # struct Nowhere;
+/// # impl TunnelLink for Nowhere {
+/// #     fn send(&self, _: TunnelMessage) -> TunnelSendFuture { Box::pin(async { Ok(()) }) }
+/// # }
+/// use bytes::Bytes;
+/// use sio_core::engine::{TunnelEvent, TunnelId, TunnelMessage};
+///
+/// let tunnel = TunnelId { edge: 1, id: 7 };
+/// let (_end, mut inlet) = Tunnel::new(tunnel, Box::new(Nowhere), 4, Duration::from_secs(45));
+/// let text = |seq, s: &'static str| TunnelMessage { tunnel, seq, event: TunnelEvent::Text(Bytes::from(s)) };
+/// assert!(inlet.push(text(0, "2")));
+/// // A message missing (seq 1), or more than 4 bytes waiting: the tunnel is over.
+/// assert!(!inlet.push(text(2, "3")));
+/// ```
 #[derive(Debug)]
 pub struct TunnelInlet {
     tx: mpsc::UnboundedSender<TunnelEvent>,
@@ -260,7 +278,17 @@ impl<H: Handler> Engine<H> {
     /// Runs an upgrade another node forwarded ([`ForwardMethod::Upgrade`]): the session's
     /// WebSocket transport runs over `tunnel`, whose other end holds the client's WebSocket.
     /// Answers [`ForwardedResponse::TUNNEL_ACCEPTED`], [`ForwardedResponse::TUNNEL_BUSY`], or
-    /// the error a direct upgrade request would get.
+    /// the error a direct upgrade request would get. Runs within a Tokio runtime (the
+    /// session's WebSocket transport is spawned on it).
+    ///
+    /// ```
+    /// use sio_core::engine::{Engine, ForwardedRequest, ForwardedResponse, Handler, Tunnel};
+    ///
+    /// // What a cluster forwarder does with an upgrade another node sent it.
+    /// fn serve<H: Handler>(engine: &Engine<H>, upgrade: ForwardedRequest, tunnel: Tunnel) -> bool {
+    ///     engine.serve_tunnel(upgrade, tunnel).status == ForwardedResponse::TUNNEL_ACCEPTED
+    /// }
+    /// ```
     pub fn serve_tunnel(&self, request: ForwardedRequest, tunnel: Tunnel) -> ForwardedResponse {
         let status = match service::live_session(self, request.sid, false) {
             Err(err) => return into_forwarded(request.id, err.error_response()),
