@@ -1016,6 +1016,23 @@ impl Gathered {
     }
 }
 
+/// A pooled connection for a client that waits on it (a recovery): a burst of reconnecting
+/// clients on a node that just started can find every connection busy (or not made yet) for
+/// longer than the pool's timeout, and a session given up on would be lost for good. At most
+/// four of the pool's timeouts.
+pub(crate) async fn patient_connection(
+    pool: &bb8_redis::bb8::Pool<Connections>,
+) -> Result<bb8_redis::bb8::PooledConnection<'_, Connections>, AdapterError> {
+    let mut tries = 0;
+    loop {
+        match pool.get().await {
+            Ok(conn) => return Ok(conn),
+            Err(bb8_redis::bb8::RunError::TimedOut) if tries < 3 => tries += 1,
+            Err(err) => return Err(unavailable(err)),
+        }
+    }
+}
+
 /// Runs a pipeline on a pooled connection.
 pub(crate) async fn run_pipeline(
     pool: &bb8_redis::bb8::Pool<Connections>,

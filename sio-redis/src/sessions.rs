@@ -14,7 +14,7 @@ use std::time::Duration;
 use sio_core::{BackendFuture, RecoverableSession, SessionStore};
 use tokio::sync::mpsc;
 
-use crate::adapter::{run_pipeline, unavailable};
+use crate::adapter::{patient_connection, run_pipeline, unavailable};
 use crate::streams;
 use crate::target::Connections;
 
@@ -122,7 +122,7 @@ impl SessionStore for Sessions {
         let pool = self.pool.clone();
         let (format, key) = (self.format, self.format.key(pid));
         Box::pin(async move {
-            let mut conn = pool.get().await.map_err(unavailable)?;
+            let mut conn = patient_connection(&pool).await?;
             let stored: Option<Vec<u8>> = match format {
                 Format::Json => redis::cmd("GETDEL")
                     .arg(&key)

@@ -261,7 +261,7 @@ impl BroadcastLog for StreamLog {
             let Some(next) = next else {
                 return Ok(None);
             };
-            let mut conn = pool.get().await.map_err(unavailable)?;
+            let mut conn = crate::adapter::patient_connection(&pool).await?;
             let (exists, after): (redis::Value, redis::Value) = redis::pipe()
                 .cmd("XRANGE")
                 .arg(&key)

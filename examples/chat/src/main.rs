@@ -10,7 +10,10 @@
 //!
 //! Environment: `PORT` (3000), `HOST` (127.0.0.1), `NODE_NAME` (`chat-<PORT>`, shown in the
 //! page), `REDIS_URL` (unset: one node, in memory; set: a cluster node on the Redis adapter,
-//! wire-compatible with Node's `@socket.io/redis-adapter`), `FORWARDING` (`off` turns
+//! wire-compatible with Node's `@socket.io/redis-adapter`), `ADAPTER` (with `REDIS_URL`:
+//! `classic`, the default; `sharded`, Node's `createShardedAdapter`; `streams`, Node's
+//! `@socket.io/redis-streams-adapter`, where missed broadcasts are replayed from the Redis stream
+//! by any node, even one started after them), `FORWARDING` (`off` turns
 //! sticky-free forwarding of polling requests and upgrades between nodes off), `RUST_LOG` (`info`).
 //!
 //! On SIGTERM or Ctrl-C every client is told to reconnect (to another node, behind a load
@@ -26,7 +29,7 @@ use std::time::Duration;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use serde_json::json;
 use sio_core::{RecoveryConfig, SocketIo};
-use sio_redis::RedisAdapter;
+use sio_redis::{RedisAdapter, RedisConfig};
 
 use crate::chat::NodeName;
 
@@ -61,7 +64,17 @@ async fn main() -> std::io::Result<()> {
     // The adapter spawns its connections on the runtime, so it is made here, inside it.
     let redis = match env("REDIS_URL") {
         Some(url) => {
-            let adapter = RedisAdapter::from_url(&url).map_err(std::io::Error::other)?;
+            let config = RedisConfig::new(&url);
+            let config = match env("ADAPTER").as_deref() {
+                None | Some("classic") => config,
+                Some("sharded") => config.sharded(),
+                Some("streams") => config.streams(),
+                Some(other) => {
+                    let why = format!("ADAPTER={other}: use classic, sharded or streams");
+                    return Err(std::io::Error::other(why));
+                }
+            };
+            let adapter = RedisAdapter::new(config).map_err(std::io::Error::other)?;
             // Sticky-free forwarding is on with a cluster adapter; FORWARDING=off needs a load
             // balancer that pins each client to one node.
             let forwarding = env("FORWARDING").is_none_or(|v| v != "off");

@@ -116,6 +116,8 @@ pub(crate) struct ChatNode {
     pub(crate) port: u16,
     pub(crate) name: String,
     redis_url: String,
+    /// The extra environment it was started with, and is restarted with.
+    env: Vec<(String, String)>,
 }
 
 impl ChatNode {
@@ -133,11 +135,11 @@ impl ChatNode {
     /// Starts a node on `port` with more environment variables (see [`ChatNode::start`]).
     pub(crate) fn start_on(name: &str, redis_url: &str, port: u16, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
-            .envs(env.iter().copied())
             .env("PORT", port.to_string())
             .env("NODE_NAME", name)
             .env("REDIS_URL", redis_url)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .expect("cannot start the chat binary");
@@ -158,6 +160,10 @@ impl ChatNode {
             port,
             name: name.to_owned(),
             redis_url: redis_url.to_owned(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         rx.recv_timeout(Duration::from_secs(20))
             .unwrap_or_else(|_| panic!("chat node {name} did not start"));
@@ -180,7 +186,9 @@ impl ChatNode {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        *self = ChatNode::start_on(&self.name, &self.redis_url, self.port, &[]);
+        let env = std::mem::take(&mut self.env);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        *self = ChatNode::start_on(&self.name, &self.redis_url, self.port, &env);
     }
 
     pub(crate) fn url(&self) -> String {
