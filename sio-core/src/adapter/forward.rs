@@ -368,7 +368,7 @@ impl ClusterForwarder {
 mod tests {
     use super::*;
     use crate::MemoryCluster;
-    use crate::engine::{ForwardMethod, Sid};
+    use crate::engine::{ForwardMethod, Sid, TunnelEvent};
 
     fn echo() -> Serve {
         Arc::new(|req: ForwardedRequest, _| -> ServeFuture {
@@ -453,5 +453,61 @@ mod tests {
         );
         assert_eq!(first.await.unwrap(), Err(ForwardError::Timeout(2)));
         assert!(a.pending().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_end_gives_up_on_a_silent_or_gone_other_end() {
+        let cluster = MemoryCluster::default();
+        let limits = ForwardLimits {
+            timeout: Duration::from_millis(200),
+            ..ForwardLimits::default()
+        };
+        // The owner takes every upgrade and hands its tunnel end to the test.
+        let (ends, owner_ends) = std::sync::mpsc::channel();
+        let accept: Serve = Arc::new(move |req: ForwardedRequest, tunnel| -> ServeFuture {
+            let _ = ends.send(tunnel);
+            Box::pin(async move {
+                ForwardedResponse {
+                    id: req.id,
+                    status: ForwardedResponse::TUNNEL_ACCEPTED,
+                    headers: vec![],
+                    body: Bytes::new(),
+                }
+            })
+        });
+        let a = ClusterForwarder::start(Arc::new(cluster.node()), 1, echo(), limits).unwrap();
+        let b = ClusterForwarder::start(Arc::new(cluster.node()), 2, accept, limits).unwrap();
+        let upgrade = ForwardedRequest {
+            method: ForwardMethod::Upgrade,
+            ..request(2)
+        };
+        let (answer, mut edge) = ClusterForwarderRef(a.clone())
+            .open_tunnel(2, upgrade)
+            .await
+            .unwrap();
+        assert_eq!(answer.status, ForwardedResponse::TUNNEL_ACCEPTED);
+        let mut owner = owner_ends.recv().unwrap().expect("the owner's end");
+        let probe = TunnelEvent::Text(Bytes::from_static(b"2probe"));
+        edge.send(probe.clone()).await.unwrap();
+        assert_eq!(owner.recv().await, Some(probe));
+        let answer = TunnelEvent::Text(Bytes::from_static(b"3probe"));
+        owner.send(answer.clone()).await.unwrap();
+        assert_eq!(edge.recv().await, Some(answer));
+        assert_eq!((a.stats().tunnels, b.stats().tunnels), (1, 1));
+        assert_eq!(
+            (a.stats().tunnel_messages, b.stats().tunnel_messages),
+            (1, 1)
+        );
+
+        // Silent past the timeout: the edge gives up (and closes its client's WebSocket).
+        assert_eq!(edge.recv().await, None);
+        // Gone: the owner's node no longer listens, so sending fails at once.
+        drop(owner);
+        assert_eq!(b.stats().tunnels, 0);
+        drop(b);
+        let sent = edge.send(TunnelEvent::Close(1000)).await;
+        assert_eq!(sent, Err(ForwardError::UnknownNode(2)));
+        drop(edge);
+        assert_eq!(a.stats().tunnels, 0);
     }
 }
