@@ -28,7 +28,11 @@
 //! * Pub/sub has no replay: messages published while a node is cut off from Redis are lost for
 //!   that node ([`RedisStats::dropped`] counts what this node could not publish). The
 //!   subscriber reconnects by itself and subscribes again.
-//! * Redis Cluster (`redis+cluster://`) works with both protocols: classic pub/sub crosses the
+//! * [`RedisConfig::streams`] speaks Node's `@socket.io/redis-streams-adapter` instead: broadcasts
+//!   are entries of a Redis stream that each node reads from where it left off (no loss in a
+//!   short disconnection), and with connection state recovery any node, even one started later,
+//!   sends a returning client what it missed, read back from the stream.
+//! * Redis Cluster (`redis+cluster://`) works with both pub/sub protocols: classic pub/sub crosses the
 //!   cluster bus, and sharded channels are published and subscribed on the master that owns
 //!   their slot.
 //! * Requests that expect answers (`fetch_sockets`, broadcasts with acks, `server_side_emit`
