@@ -97,6 +97,8 @@ pub(crate) async fn read_missed(
     ns: &str,
     offset: &str,
 ) -> Option<Vec<LoggedBroadcast>> {
+    // An offset the client made up is no position in the log: no wait, no read.
+    compare(offset, offset)?;
     // A client that comes from a node ahead of this one: broadcasts this node has yet to
     // read would reach the socket live, though the client had them already.
     for _ in 0..50 {
@@ -156,6 +158,26 @@ fn parse(offset: &str) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Unreachable;
+
+    impl BroadcastLog for Unreachable {
+        fn read_after(&self, _: &str, _: &str, _: usize) -> BackendFuture<Option<LogPage>> {
+            Box::pin(async { Err(crate::AdapterError::Unavailable("down".into())) })
+        }
+    }
+
+    #[tokio::test]
+    async fn made_up_offsets_and_an_unreachable_log_recover_nothing() {
+        let recovery = super::super::Recovery::new(crate::RecoveryConfig::default(), true);
+        recovery.log_reached("9-0");
+        assert_eq!(
+            read_missed(&recovery, &Unreachable, "/", "nope").await,
+            None
+        );
+        assert_eq!(read_missed(&recovery, &Unreachable, "/", "5-0").await, None);
+    }
 
     #[test]
     fn offsets_compare_as_numbers() {
