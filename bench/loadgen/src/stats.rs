@@ -36,7 +36,7 @@ impl Latencies {
 }
 
 /// Resident memory and CPU time of a process, from `/proc/PID/status` and `/proc/PID/stat`.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct ProcSample {
     pub rss_kb: u64,
     pub cpu_ms: u64,

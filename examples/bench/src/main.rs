@@ -6,14 +6,20 @@
 //! - `join` (with an ack): joins the room named by the argument, acknowledged with its name;
 //! - `room` (`{"room": r, "data": d}`): `bcast` with `d` to every socket in room `r`.
 //!
-//! `PORT` (default 3000) picks the port on 127.0.0.1. Library defaults otherwise (ping 25 s /
-//! 20 s, max payload 1 MB). Nothing is logged per message. On SIGTERM every client is told to
+//! `PORT` (default 3000) picks the port on 127.0.0.1. `REDIS_URL` (set and non-empty): a cluster
+//! node on sio-redis's adapter, so that `broadcast` and `room` reach the sockets of every node on
+//! that Redis; unset: one node, in memory. Library defaults otherwise (ping 25 s / 20 s, max
+//! payload 1 MB). Nothing is logged per message. On SIGTERM every client is told to
 //! reconnect, in-flight requests finish (at most 5 s), and the process exits.
 
 use actix_web::{App, HttpServer};
 use serde::Deserialize;
 use serde_json::Value;
 use sio_core::{AckSender, Args, Bin, Data, Namespace, SocketIo, SocketRef};
+use sio_redis::RedisAdapter;
+
+/// How long a cluster node waits for its Redis subscriptions before giving up on starting.
+const REDIS_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Deserialize)]
 struct RoomMessage {
@@ -62,10 +68,29 @@ async fn main() -> std::io::Result<()> {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
-    let io = SocketIo::builder()
+    let mut builder = SocketIo::builder()
         .namespace(namespace("/"))
-        .namespace(namespace("/custom"))
-        .build();
+        .namespace(namespace("/custom"));
+    let redis = match std::env::var("REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+    {
+        Some(url) => {
+            // The adapter spawns its connections on the runtime, so it is made here, inside it.
+            let adapter = RedisAdapter::from_url(&url).map_err(std::io::Error::other)?;
+            builder = builder.adapter(adapter.clone());
+            Some(adapter)
+        }
+        None => None,
+    };
+    let io = builder.build();
+    if let Some(adapter) = redis {
+        // A node that listened before its subscriptions are in place would miss the others'
+        // broadcasts: load generators start as soon as the port answers.
+        tokio::time::timeout(REDIS_READY_TIMEOUT, adapter.ready())
+            .await
+            .map_err(|_| std::io::Error::other("Redis subscriptions not confirmed within 10 s"))?;
+    }
     let app_io = io.clone();
     let server = HttpServer::new(move || App::new().service(app_io.service()))
         .tcp_nodelay(true)
