@@ -32,7 +32,7 @@ if [[ $quick == 1 ]]; then
 else
   : "${CLIENTS:=10000}" "${ECHO_CLIENTS:=100}" "${FAN_CLIENTS:=1000}" "${FAN_RATE:=50}"
   # 30 measurements a round: 5 s windows keep three rounds near 10 minutes.
-  : "${DURATION:=5}" "${WARMUP:=1}" "${ROUNDS:=3}" "${FAN_MAX_RATE:=1000}" "${FAN_MAX_DURATION:=3}"
+  : "${DURATION:=5}" "${WARMUP:=1}" "${ROUNDS:=3}" "${FAN_MAX_RATE:=1000}" "${FAN_MAX_DURATION:=2}"
 fi
 # Long-polling echo (one echo in flight per client); fan-out to 10k receivers at 100k deliveries/s;
 # two nodes on one Redis, receivers split across them, 20k deliveries/s offered.
