@@ -374,6 +374,26 @@ impl Backend for RedisAdapter {
         })
     }
 
+    fn node_listens(&self, node_id: u32) -> BackendFuture<bool> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            // As for `send_to_node`: a Redis Cluster node counts only its own subscribers, so
+            // there the forwarder's timeout finds a dead owner.
+            if matches!(inner.target, Target::Cluster { .. }) {
+                return Ok(true);
+            }
+            let mut count = redis::cmd("PUBSUB");
+            count
+                .arg(match inner.wire {
+                    Wire::Classic(_) | Wire::Streams(_) => "NUMSUB",
+                    Wire::Sharded(_) => "SHARDNUMSUB",
+                })
+                .arg(inner.node_channel(node_id));
+            let mut conn = inner.pool.get().await.map_err(unavailable)?;
+            Ok(subscribers(&count, &mut conn.inner).await? > 0)
+        })
+    }
+
     fn session_store(&self) -> Option<&dyn SessionStore> {
         self.inner.sessions.as_ref().map(|s| s as &dyn SessionStore)
     }

@@ -84,7 +84,23 @@ fn check(redis: &Redis, sharded: bool) {
     let ghost = sio_core::engine::Sid::new(0x0bad_f00d).to_string();
     let (status, body) = http(b, "GET", Some(&ghost), "");
     assert_eq!(status, 400, "{body}");
+    // What an edge asks while it waits for an owner's answer: A listens, the ghost does not.
+    let owner = sid.parse::<sio_core::engine::Sid>().unwrap().node_id();
+    assert!(listens(config(), owner));
+    assert!(!listens(config(), 0x0bad_f00d));
     actix_web::rt::System::new().block_on(upgrade_through(b, &sid, &io_a, &io_b));
+}
+
+/// Whether an adapter on `config` finds a node listening for `node_id`.
+fn listens(config: RedisConfig, node_id: u32) -> bool {
+    use sio_core::Backend as _;
+    actix_web::rt::System::new().block_on(async move {
+        let adapter = RedisAdapter::new(config).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), adapter.node_listens(node_id))
+            .await
+            .unwrap()
+            .unwrap()
+    })
 }
 
 type Ws = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;

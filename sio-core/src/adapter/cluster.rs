@@ -227,6 +227,16 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         Box::pin(async { Ok(false) })
     }
 
+    /// Whether some node listens for `node_id` now. A node can die right after
+    /// [`send_to_node`](Self::send_to_node) counted it (a crash the backend has not noticed
+    /// yet); the forwarder asks this while it waits for that node's answer, so that a request
+    /// for a dead node's session fails soon instead of at its timeout. The default, `true`:
+    /// the backend cannot tell, and the timeout finds a dead node.
+    fn node_listens(&self, node_id: u32) -> BackendFuture<bool> {
+        let _ = node_id;
+        Box::pin(async { Ok(true) })
+    }
+
     /// Where the cluster keeps connection state recovery sessions so that any node can take
     /// them back (a client whose node died recovers on another). The default, `None`, keeps
     /// them in each node's memory: recovery then works on the same node only.

@@ -215,12 +215,48 @@ impl ClusterForwarder {
             Ok(false) => return Err(ForwardError::UnknownNode(node_id)),
             Err(err) => return Err(ForwardError::Backend(err.to_string())),
         }
-        match tokio::time::timeout(self.limits.timeout, rx).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(_)) | Err(_) => Err(ForwardError::Timeout(node_id)),
+        self.answer(node_id, rx).await
+    }
+
+    /// Waits for the answer of node `node_id`, for at most the timeout. A node that died right
+    /// after the backend counted it (a crash the backend had not noticed yet) never answers:
+    /// between waits, each twice as long as the last, the backend is asked whether the node
+    /// still listens, so that the client hears soon that its session is gone and reconnects.
+    async fn answer(
+        &self,
+        node_id: u32,
+        mut rx: oneshot::Receiver<ForwardedResponse>,
+    ) -> Result<ForwardedResponse, ForwardError> {
+        let start = tokio::time::Instant::now();
+        let left = || self.limits.timeout.saturating_sub(start.elapsed());
+        let mut wait = FIRST_LIVENESS_CHECK;
+        loop {
+            let step = wait.min(left());
+            match tokio::time::timeout(step, &mut rx).await {
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(_)) => return Err(ForwardError::Timeout(node_id)),
+                // The whole timeout has passed.
+                Err(_) if step < wait => return Err(ForwardError::Timeout(node_id)),
+                Err(_) => {}
+            }
+            // A backend that cannot tell (or does not answer) leaves the timeout in charge.
+            if let Ok(Ok(false)) =
+                tokio::time::timeout(left(), self.backend.node_listens(node_id)).await
+            {
+                // The answer may have come in while the backend was asked.
+                return rx
+                    .try_recv()
+                    .map_err(|_| ForwardError::UnknownNode(node_id));
+            }
+            wait = wait.saturating_mul(2);
         }
     }
 }
+
+/// How long the edge waits for an owner's answer before it first checks that the owner still
+/// listens. Short, as a crashed owner's clients wait that long to hear of it; each later check
+/// waits twice as long, so that a long poll costs only a few.
+const FIRST_LIVENESS_CHECK: Duration = Duration::from_secs(1);
 
 struct Cleanup<'a>(&'a ClusterForwarder, u64);
 
@@ -452,6 +488,33 @@ mod tests {
             Err(ForwardError::Busy)
         );
         assert_eq!(first.await.unwrap(), Err(ForwardError::Timeout(2)));
+        assert!(a.pending().is_empty());
+    }
+
+    /// A node that crashes right after the backend counted it for a request (Redis had not yet
+    /// seen its connection close) never answers: the edge finds it gone well before the
+    /// timeout, and the client gets "Session ID unknown" and reconnects.
+    #[tokio::test(start_paused = true)]
+    async fn an_owner_that_dies_after_taking_a_request_is_found_gone() {
+        let cluster = MemoryCluster::default();
+        let limits = ForwardLimits {
+            timeout: Duration::from_secs(3600),
+            ..ForwardLimits::default()
+        };
+        let silent: Serve = Arc::new(|_, _| -> ServeFuture { Box::pin(std::future::pending()) });
+        let a = ClusterForwarder::start(Arc::new(cluster.node()), 1, echo(), limits).unwrap();
+        let b = ClusterForwarder::start(Arc::new(cluster.node()), 2, silent, limits).unwrap();
+        let forwarder = ClusterForwarderRef(a.clone());
+        let answer = tokio::spawn(async move { forwarder.forward(2, request(2)).await });
+        for _ in 0..100 {
+            if b.stats().served > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(b.stats().served, 1);
+        drop(b);
+        assert_eq!(answer.await.unwrap(), Err(ForwardError::UnknownNode(2)));
         assert!(a.pending().is_empty());
     }
 

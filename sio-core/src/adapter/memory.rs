@@ -135,6 +135,14 @@ impl Backend for MemoryNode {
         })
     }
 
+    fn node_listens(&self, node_id: u32) -> BackendFuture<bool> {
+        let listens = lock(&self.cluster.inner)
+            .receivers
+            .get(&node_id)
+            .is_some_and(|receiver| receiver.strong_count() > 0);
+        Box::pin(async move { Ok(listens) })
+    }
+
     fn server_count(&self) -> BackendFuture<usize> {
         let count = lock(&self.cluster.inner).nodes;
         Box::pin(async move { Ok(count) })

@@ -362,7 +362,8 @@ fn text(field: Bytes) -> Result<String, ForwardDecodeError> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ForwardError {
-    /// No node with the sid's node id listens: it is gone (or never existed). The client gets
+    /// No node with the sid's node id listens: it is gone (or never existed, or died while the
+    /// request waited for its answer). The client gets
     /// Engine.IO's "Session ID unknown" 400, as from a node that lost the session.
     #[error("no node {0:08x} in the cluster")]
     UnknownNode(u32),
