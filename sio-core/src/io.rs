@@ -160,6 +160,7 @@ impl SocketIo {
             state: Extensions::default(),
             backend: None,
             forwarding: true,
+            forward_limits: ForwardLimits::default(),
         }
     }
 
@@ -322,6 +323,7 @@ pub struct SocketIoBuilder {
     state: Extensions,
     backend: BackendRef,
     forwarding: bool,
+    forward_limits: ForwardLimits,
 }
 
 impl fmt::Debug for SocketIoBuilder {
@@ -396,6 +398,30 @@ impl SocketIoBuilder {
     /// ```
     pub fn forwarding(mut self, on: bool) -> Self {
         self.forwarding = on;
+        self
+    }
+
+    /// The limits of sticky-free [`forwarding`](Self::forwarding): how long this node waits
+    /// for an owner's answer, how many forwarded requests may wait at once (more get a 503,
+    /// which clients retry), and how much a tunnel end buffers. The timeout must stay longer
+    /// than the ping interval, as a forwarded poll waits that long on its owner.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sio_core::{ForwardLimits, MemoryCluster, SocketIo};
+    ///
+    /// let io = SocketIo::builder()
+    ///     .adapter(MemoryCluster::default().node())
+    ///     .forward_limits(ForwardLimits {
+    ///         timeout: Duration::from_secs(60),
+    ///         max_in_flight: 1_000,
+    ///         ..ForwardLimits::default()
+    ///     })
+    ///     .build();
+    /// assert!(io.metrics().forwarding.is_some());
+    /// ```
+    pub fn forward_limits(mut self, limits: ForwardLimits) -> Self {
+        self.forward_limits = limits;
         self
     }
 
@@ -476,7 +502,9 @@ impl SocketIoBuilder {
         });
         let engine = Engine::new(self.engine.build(), Client { io: inner.clone() });
         let forwarder = match self.backend {
-            Some(backend) if self.forwarding => start_forwarding(&engine, backend),
+            Some(backend) if self.forwarding => {
+                start_forwarding(&engine, backend, self.forward_limits)
+            }
             _ => None,
         };
         SocketIo {
@@ -492,6 +520,7 @@ impl SocketIoBuilder {
 fn start_forwarding(
     engine: &Engine<Client>,
     backend: Arc<dyn Backend>,
+    limits: ForwardLimits,
 ) -> Option<Arc<ClusterForwarder>> {
     // The forwarder is owned by the engine, so it reaches the engine weakly (no cycle).
     let weak = engine.downgrade();
@@ -510,8 +539,7 @@ fn start_forwarding(
             }
         })
     });
-    let forwarder =
-        ClusterForwarder::start(backend, engine.node_id(), serve, ForwardLimits::default())?;
+    let forwarder = ClusterForwarder::start(backend, engine.node_id(), serve, limits)?;
     engine.set_forwarder(Arc::new(ClusterForwarderRef(forwarder.clone())));
     Some(forwarder)
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use awc::ws::{Frame, Message};
 use futures_util::{SinkExt as _, StreamExt as _};
 use sio_core::engine::Sid;
-use sio_core::{AckSender, Args, ForwardStats, MemoryCluster, Namespace, SocketIo};
+use sio_core::{AckSender, Args, ForwardLimits, ForwardStats, MemoryCluster, Namespace, SocketIo};
 
 fn node(io: SocketIo) -> SocketAddr {
     common::start(move || {
@@ -86,6 +86,37 @@ async fn polling_requests_for_a_session_of_another_node_are_served_by_its_owner(
     let (status, body) = request(&client, "GET", b, Some(&ghost), "").await;
     assert_eq!(status, 400);
     assert!(body.contains("Session ID unknown"), "{body}");
+}
+
+/// The limits given to the builder are the forwarder's: with room for one forwarded request,
+/// a second one, while a poll waits on the owner, gets a 503 (which clients retry).
+#[actix_web::test]
+async fn forward_limits_set_on_the_builder_take_effect() {
+    let cluster = MemoryCluster::default();
+    let io_a = SocketIo::builder().adapter(cluster.node()).build();
+    let io_b = SocketIo::builder()
+        .adapter(cluster.node())
+        .forward_limits(ForwardLimits {
+            max_in_flight: 1,
+            ..ForwardLimits::default()
+        })
+        .build();
+    let (a, b) = (node(io_a), node(io_b.clone()));
+    let client = awc::Client::default();
+    let sid = connected_session(&client, a).await;
+    // A poll through B waits on A (nothing is queued): it takes the one slot.
+    let poll = actix_web::rt::spawn({
+        let (client, sid) = (client.clone(), sid.clone());
+        async move { request(&client, "GET", b, Some(&sid), "").await }
+    });
+    until("the poll to be forwarded", || {
+        forwarding(&io_b).forwarded == 1
+    })
+    .await;
+    let (status, body) = request(&client, "POST", b, Some(&sid), "3").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(forwarding(&io_b).failures, 1);
+    poll.abort();
 }
 
 /// A node id neither node of the test has (both are random; this one is fixed).
