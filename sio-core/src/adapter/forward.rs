@@ -186,8 +186,9 @@ impl ClusterForwarder {
         tunnel
     }
 
-    /// Sends `request` under a fresh id, from this node.
+    /// Sends `request` under a fresh id, from this node (and counts it).
     fn stamp(&self, mut request: ForwardedRequest) -> ForwardedRequest {
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
         request.id = self.next_id.fetch_add(1, Ordering::Relaxed);
         request.from = self.node_id;
         request
@@ -360,20 +361,12 @@ pub struct ClusterForwarderRef(pub Arc<ClusterForwarder>);
 
 impl Forwarder for ClusterForwarderRef {
     fn forward(&self, node_id: u32, request: ForwardedRequest) -> ForwardFuture {
-        let this = self.0.clone();
-        this.forwarded.fetch_add(1, Ordering::Relaxed);
-        let request = this.stamp(request);
-        Box::pin(async move {
-            let failures = this.clone();
-            let result = this.send(node_id, request).await;
-            failures.count_failure(node_id, result.as_ref().err());
-            result
-        })
+        let request = self.0.stamp(request);
+        Box::pin(self.0.clone().counted(node_id, request))
     }
 
     fn open_tunnel(&self, node_id: u32, request: ForwardedRequest) -> TunnelFuture {
         let this = self.0.clone();
-        this.forwarded.fetch_add(1, Ordering::Relaxed);
         let request = this.stamp(request);
         let tunnel = this.tunnel(
             TunnelId {
@@ -382,21 +375,23 @@ impl Forwarder for ClusterForwarderRef {
             },
             node_id,
         );
-        Box::pin(async move {
-            let failures = this.clone();
-            let result = this.send(node_id, request).await;
-            failures.count_failure(node_id, result.as_ref().err());
-            Ok((result?, tunnel))
-        })
+        Box::pin(async move { Ok((this.counted(node_id, request).await?, tunnel)) })
     }
 }
 
 impl ClusterForwarder {
-    fn count_failure(&self, node_id: u32, err: Option<&ForwardError>) {
-        if let Some(err) = err {
+    /// Sends a stamped request and counts a failure. The edge that asked logs it, with the
+    /// session it was for (logging here too wrote every failure twice).
+    async fn counted(
+        self: Arc<Self>,
+        node_id: u32,
+        request: ForwardedRequest,
+    ) -> Result<ForwardedResponse, ForwardError> {
+        let result = self.clone().send(node_id, request).await;
+        if result.is_err() {
             self.failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(target: "sio::forward", node = node_id, %err, "forwarded request failed");
         }
+        result
     }
 }
 
