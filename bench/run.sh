@@ -2,26 +2,30 @@
 # Compares sio's bench-server with Node socket.io, socketioxide and a bare tokio-tungstenite
 # server (the contract's raw mode: the physical limit) on the bench-server contract
 # (shared/protocol/bench-server.md), interleaved in one run:
-#   bench/run.sh [--quick] [--servers "sio node socketioxide bare"]
+#   bench/run.sh [--quick] [--servers "sio node socketioxide bare"] [--only "fanout10k cluster"]
 # Each measurement gets fresh server processes pinned to core 0 (`taskset -c 0`); the load
 # generator (and, for the two-node rows, a private redis-server) runs on core 1. Prints a markdown
 # report (also left in bench/target/last-run.md) with the medians over the rounds and the ratios
 # sio / Node, sio / socketioxide and sio / bare.
 # --quick: 1,000 clients, short durations, one round (under 3 minutes once built).
+# --only: the rows to measure, by label (connect echo1 echo8 echo-polling fanout fanout-max
+# fanout10k cluster); all by default.
 # Environment overrides: CLIENTS, ECHO_CLIENTS, POLL_CLIENTS, FAN_CLIENTS, FAN_RATE,
 # FAN_MAX_RATE, FAN_MAX_DURATION, FAN10K_CLIENTS, FAN10K_RATE, CLUSTER_CLIENTS, CLUSTER_RATE,
-# DURATION, WARMUP, ROUNDS.
+# DURATION, WARMUP, ROUNDS; SIO_BIN runs another build of bench-server as sio (before/after).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 quick=0
 servers="sio node socketioxide bare"
+only=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --quick) quick=1 ;;
     --servers) servers=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--servers \"sio node socketioxide bare\"]" >&2; exit 2 ;;
+    --only) only=$2; shift ;;
+    *) echo "usage: $0 [--quick] [--servers \"sio node socketioxide bare\"] [--only \"LABEL ...\"]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -53,7 +57,7 @@ loadgen="$here/target/release/loadgen"
 
 server_cmd() {
   case $1 in
-    sio) echo "$root/target/release/bench-server" ;;
+    sio) echo "${SIO_BIN:-$root/target/release/bench-server}" ;;
     node) echo "node $here/node/server.mjs" ;;
     socketioxide) echo "$here/target/release/bench-socketioxide" ;;
     bare) echo "$here/target/release/bench-raw" ;;
@@ -162,6 +166,7 @@ results="$here/target/results.jsonl"
 measure() {
   local server=$1 label=$2 nodes=$3 out addrs pids raw=()
   shift 3
+  [[ -z $only || " $only " == *" $label "* ]] || return 0
   for _ in $(seq "$nodes"); do start_server "$server"; done
   if [[ $nodes -gt 1 ]]; then node "$here/node/smoke.cjs" "${ports[0]}" "${ports[1]}" >&2; fi
   [[ $server != bare ]] || raw=(--raw 1)
@@ -225,7 +230,7 @@ for round in $(seq "$ROUNDS"); do
   done
   # Two nodes of the same server on one Redis, both on core 0; receivers alternate between them,
   # the emitter is on the first.
-  if [[ -n $sio_servers ]]; then
+  if [[ -n $sio_servers && ( -z $only || " $only " == *" cluster "* ) ]]; then
     [[ -n $redis_pid ]] || start_redis
     for server in $sio_servers; do
       measure "$server" cluster 2 fanout --clients "$CLUSTER_CLIENTS" --rate "$CLUSTER_RATE" \

@@ -358,8 +358,20 @@ impl Nsp {
 
     /// The sockets of this node that `opts` chooses.
     pub(crate) fn local_sockets(&self, opts: &BroadcastOptions) -> Vec<SocketRef> {
+        if opts.rooms.is_empty() && opts.except.is_empty() {
+            // To everyone (but perhaps the sender): no room index, no lookup per socket.
+            return self
+                .read()
+                .iter()
+                .filter(|(sid, _)| opts.except_sid != Some(**sid))
+                .map(|(_, socket)| socket.clone())
+                .collect();
+        }
         let ids = self.adapter.targets(opts, self.socket_ids().into_iter());
-        ids.into_iter().filter_map(|sid| self.socket(sid)).collect()
+        let sockets = self.read();
+        ids.into_iter()
+            .filter_map(|sid| sockets.get(&sid).cloned())
+            .collect()
     }
 
     /// Sends a packet to the sockets of this node that `opts` chooses; it is encoded once.
@@ -652,10 +664,6 @@ impl Nsp {
 
     pub(crate) fn has_middlewares(&self) -> bool {
         !self.handlers.middlewares.is_empty()
-    }
-
-    pub(crate) fn socket(&self, sid: Sid) -> Option<SocketRef> {
-        self.read().get(&sid).cloned()
     }
 
     /// The number of sockets connected to this namespace on this node.

@@ -384,6 +384,22 @@ impl<D> Socket<D> {
         out
     }
 
+    /// Takes the frame at the head of the queue: the WebSocket writer's way, one frame at a
+    /// time with no batch to allocate.
+    pub(crate) fn pop(&self) -> Option<Frame> {
+        let frame = {
+            let mut queue = self.lock_queue();
+            let frame = queue.frames.pop_front()?;
+            queue.bytes -= frame.payload_len();
+            frame
+        };
+        self.traffic.packets_out.fetch_add(1, Ordering::Relaxed);
+        self.traffic
+            .bytes_out
+            .fetch_add(frame.payload_len() as u64, Ordering::Relaxed);
+        Some(frame)
+    }
+
     fn take(&self, max_bytes: usize) -> Vec<Frame> {
         let mut queue = self.lock_queue();
         let mut out = Vec::new();
@@ -424,7 +440,9 @@ impl<D> Socket<D> {
 
     /// Whether the session is closed (or closing).
     pub fn is_closed(&self) -> bool {
-        self.closed.is_cancelled()
+        // An atomic load: `CancellationToken::is_cancelled` takes a mutex, and every frame
+        // sent asks (perf: 5% of a 10k-socket fan-out's CPU).
+        self.close_reason.get().is_some()
     }
 
     /// Why the session closed, once it has.
@@ -585,6 +603,19 @@ mod tests {
         // At least one frame, even over the limit.
         assert_eq!(s.drain(1), vec![Frame::message("ccc")]);
         assert!(s.drain(100).is_empty());
+    }
+
+    #[test]
+    fn pops_in_order_and_frees_the_buffer() {
+        let s = socket(4);
+        s.send_text("a").unwrap();
+        s.send_text("b").unwrap();
+        // The queue holds 4 of 4 bytes: a third frame would not fit until one leaves.
+        assert_eq!(s.pop(), Some(Frame::message("a")));
+        s.send_text("c").unwrap();
+        assert_eq!(s.pop(), Some(Frame::message("b")));
+        assert_eq!(s.pop(), Some(Frame::message("c")));
+        assert_eq!(s.pop(), None);
     }
 
     #[test]

@@ -8,11 +8,12 @@ use std::io;
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, ProtocolError, Session};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, Message, ProtocolError};
 use bytes::Bytes;
 use bytestring::ByteString;
 use futures_util::{FutureExt as _, StreamExt as _};
 
+use super::outbound::{self, Outbound};
 use super::packet::{Frame, Packet, decode_text, encode};
 use super::socket::{CloseReason, Protocol, RequestInfo, Socket, TransportKind};
 use super::{Engine, Handler, RequestError};
@@ -48,9 +49,9 @@ pub(super) trait Connection {
     async fn close(self, code: Option<CloseCode>);
 }
 
-/// A WebSocket accepted on this node.
+/// A WebSocket accepted on this node: actix-ws reads it, [`Outbound`] writes it.
 pub(super) struct Local {
-    session: Session,
+    out: Outbound,
     stream: AggregatedMessageStream,
 }
 
@@ -80,15 +81,17 @@ impl Connection for Local {
     }
 
     async fn text(&mut self, text: ByteString) -> Result<(), Gone> {
-        self.session.text(text).await.map_err(|_| Gone)
+        self.out.write(Message::Text(text)).await
     }
 
     async fn binary(&mut self, data: Bytes) -> Result<(), Gone> {
-        self.session.binary(data).await.map_err(|_| Gone)
+        self.out.write(Message::Binary(data)).await
     }
 
     async fn pong(&mut self, data: &[u8]) -> Result<(), Gone> {
-        self.session.pong(data).await.map_err(|_| Gone)
+        self.out
+            .write(Message::Pong(Bytes::copy_from_slice(data)))
+            .await
     }
 
     async fn close(self, code: Option<CloseCode>) {
@@ -96,7 +99,7 @@ impl Connection for Local {
             code,
             description: None,
         });
-        let _ = self.session.close(reason).await;
+        let _ = self.out.write(Message::Close(reason)).await;
     }
 }
 
@@ -169,13 +172,19 @@ pub(super) fn accept<H: Handler>(
     body: web::Payload,
 ) -> Result<(HttpResponse, Local), RequestError> {
     let max = engine.config().max_payload_len();
-    let (res, session, stream) =
+    // actix-ws makes the handshake response and reads the socket; its `Session` is not used.
+    let (res, _session, stream) =
         actix_ws::handle(req, body).map_err(|_| RequestError::BadRequest)?;
+    let (res, actix_ws_body) = res.into_parts();
+    let (out, body) = outbound::channel(actix_ws_body);
     let stream = stream
         .max_frame_size(max)
         .aggregate_continuations()
         .max_continuation_size(max);
-    Ok((res, Local { session, stream }))
+    Ok((
+        res.set_body(body).map_into_boxed_body(),
+        Local { out, stream },
+    ))
 }
 
 /// Runs the probe: `2probe` is answered `3probe`, then `5` completes the upgrade. Returns
@@ -250,7 +259,7 @@ async fn run<H: Handler, C: Connection>(
         socket.close(CloseReason::TransportClose);
     }
     'session: loop {
-        for frame in socket.drain(usize::MAX) {
+        while let Some(frame) = socket.pop() {
             if send(&mut conn, socket.protocol(), frame).await.is_err() {
                 socket.close(CloseReason::TransportClose);
                 break 'session;
