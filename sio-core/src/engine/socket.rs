@@ -9,6 +9,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Waker;
 use std::time::SystemTime;
 
 use tokio::time::Instant;
@@ -187,6 +188,8 @@ struct Queue {
     frames: VecDeque<Frame>,
     /// Payload bytes of the frames in `frames`.
     bytes: usize,
+    /// The body of a local WebSocket waiting in [`Socket::poll_pop`] for a frame.
+    body: Option<Waker>,
 }
 
 /// What an engine's sessions received and sent, in Engine.IO packets and payload bytes
@@ -344,8 +347,7 @@ impl<D> Socket<D> {
             pushed += 1;
         }
         queue.bytes += added;
-        drop(queue);
-        self.wake.notify_one();
+        self.wake_reader(queue);
         Ok(())
     }
 
@@ -367,8 +369,20 @@ impl<D> Socket<D> {
 
     /// Queues a control packet; it does not count against `max_buffer_size`.
     pub(crate) fn send_control(&self, packet: &Packet) {
-        push(&mut self.lock_queue(), encode(packet));
-        self.wake.notify_one();
+        let mut queue = self.lock_queue();
+        push(&mut queue, encode(packet));
+        self.wake_reader(queue);
+    }
+
+    /// Wakes the queue's reader after a change: a WebSocket body waiting in `poll_pop`, or
+    /// else whoever waits in [`Socket::woken`].
+    fn wake_reader(&self, mut queue: MutexGuard<'_, Queue>) {
+        let body = queue.body.take();
+        drop(queue);
+        match body {
+            Some(body) => body.wake(),
+            None => self.wake.notify_one(),
+        }
     }
 
     /// Takes queued frames, up to `max_bytes` of polling payload (but at least one frame).
@@ -387,9 +401,22 @@ impl<D> Socket<D> {
     /// Takes the frame at the head of the queue: the WebSocket writer's way, one frame at a
     /// time with no batch to allocate.
     pub(crate) fn pop(&self) -> Option<Frame> {
+        self.poll_pop(None)
+    }
+
+    /// [`Socket::pop`] for a WebSocket body that reads the queue itself: when the queue is
+    /// empty, `body` is woken by the next frame (or close).
+    pub(crate) fn poll_pop(&self, body: Option<&Waker>) -> Option<Frame> {
         let frame = {
             let mut queue = self.lock_queue();
-            let frame = queue.frames.pop_front()?;
+            let Some(frame) = queue.frames.pop_front() else {
+                if let Some(body) = body
+                    && !queue.body.as_ref().is_some_and(|w| w.will_wake(body))
+                {
+                    queue.body = Some(body.clone());
+                }
+                return None;
+            };
             queue.bytes -= frame.payload_len();
             frame
         };
@@ -431,11 +458,12 @@ impl<D> Socket<D> {
         if self.close_reason.set(reason).is_err() {
             return;
         }
+        let mut queue = self.lock_queue();
         if reason != CloseReason::TransportClose {
-            push(&mut self.lock_queue(), encode(&Packet::Close));
+            push(&mut queue, encode(&Packet::Close));
         }
         self.closed.cancel();
-        self.wake.notify_one();
+        self.wake_reader(queue);
     }
 
     /// Whether the session is closed (or closing).
@@ -575,21 +603,28 @@ fn push(queue: &mut Queue, frame: Frame) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use actix_web::test::TestRequest;
-
-    fn socket(max_buffer_size: usize) -> Socket<()> {
-        let req = TestRequest::default().to_http_request();
+impl Socket<()> {
+    /// A polling session of a test request.
+    pub(crate) fn for_test(max_buffer_size: usize, protocol: Protocol) -> Self {
+        let req = actix_web::test::TestRequest::default().to_http_request();
         Socket::new(
             Sid::new(0),
             TransportKind::Polling,
             max_buffer_size,
             RequestInfo::new(&req),
-            Protocol::V4,
+            protocol,
             (),
             Arc::default(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn socket(max_buffer_size: usize) -> Socket<()> {
+        Socket::for_test(max_buffer_size, Protocol::V4)
     }
 
     #[test]

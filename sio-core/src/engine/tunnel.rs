@@ -25,6 +25,7 @@ use super::forward::{
     TunnelId, TunnelMessage, forward_failed, from_forwarded, into_forwarded,
 };
 use super::sid::Sid;
+use super::socket::Socket;
 use super::websocket::{self, Connection, Gone, Incoming, Local};
 use super::{Engine, Handler, RequestError, service};
 
@@ -271,6 +272,11 @@ impl Connection for Relayed {
 
     async fn close(mut self, code: Option<CloseCode>) {
         self.tunnel.close(code).await;
+    }
+
+    fn attach<D: Send + Sync + 'static>(&mut self, _: &Arc<Socket<D>>) -> bool {
+        // Frames travel the tunnel as messages that the session loop sends.
+        false
     }
 }
 

@@ -45,8 +45,12 @@ pub(super) trait Connection {
     async fn text(&mut self, text: ByteString) -> Result<(), Gone>;
     async fn binary(&mut self, data: Bytes) -> Result<(), Gone>;
     async fn pong(&mut self, data: &[u8]) -> Result<(), Gone>;
-    /// Closes the WebSocket with a close frame (without a code for `None`).
+    /// Closes the WebSocket with a close frame (without a code for `None`); what the session
+    /// queued before goes first.
     async fn close(self, code: Option<CloseCode>);
+    /// Lets the connection take the session's frames from its queue itself; `false` when
+    /// the session loop must send them.
+    fn attach<D: Send + Sync + 'static>(&mut self, socket: &Arc<Socket<D>>) -> bool;
 }
 
 /// A WebSocket accepted on this node: actix-ws reads it, [`Outbound`] writes it.
@@ -100,6 +104,11 @@ impl Connection for Local {
             description: None,
         });
         let _ = self.out.write(Message::Close(reason)).await;
+    }
+
+    fn attach<D: Send + Sync + 'static>(&mut self, socket: &Arc<Socket<D>>) -> bool {
+        self.out.attach(socket);
+        true
     }
 }
 
@@ -258,8 +267,10 @@ async fn run<H: Handler, C: Connection>(
     {
         socket.close(CloseReason::TransportClose);
     }
+    // A local WebSocket takes the frames from the queue itself, in the connection's task.
+    let attached = conn.attach(&socket);
     'session: loop {
-        while let Some(frame) = socket.pop() {
+        while !attached && let Some(frame) = socket.pop() {
             if send(&mut conn, socket.protocol(), frame).await.is_err() {
                 socket.close(CloseReason::TransportClose);
                 break 'session;
@@ -269,7 +280,8 @@ async fn run<H: Handler, C: Connection>(
             break;
         }
         let message = tokio::select! {
-            () = socket.woken() => continue,
+            () = socket.woken(), if !attached => continue,
+            () = socket.closed(), if attached => continue,
             message = conn.next() => message,
         };
         match message {
@@ -307,13 +319,17 @@ async fn send<C: Connection>(conn: &mut C, protocol: Protocol, frame: Frame) -> 
     match (frame, protocol) {
         (Frame::Text(text), _) => conn.text(text).await,
         (Frame::Binary(data), Protocol::V4) => conn.binary(data).await,
-        (Frame::Binary(data), Protocol::V3 { .. }) => {
-            let mut typed = Vec::with_capacity(1 + data.len());
-            typed.push(4);
-            typed.extend_from_slice(&data);
-            conn.binary(typed.into()).await
-        }
+        (Frame::Binary(data), Protocol::V3 { .. }) => conn.binary(v3_binary(&data)).await,
     }
+}
+
+/// A binary frame as Engine.IO v3 sends it over WebSocket: behind its packet type, always `4`
+/// (message).
+pub(super) fn v3_binary(data: &[u8]) -> Bytes {
+    let mut typed = Vec::with_capacity(1 + data.len());
+    typed.push(4);
+    typed.extend_from_slice(data);
+    typed.into()
 }
 
 /// The close code RFC 6455 suggests for a failed frame: 1009 for a message over `max_payload`,
