@@ -180,15 +180,17 @@ impl BroadcastOperators {
                 attachments.clone(),
             );
         }
-        self.nsp.deliver(&packet, &self.opts, self.volatile);
         if !self.local {
+            // The other nodes hear of it first (as Node's adapters do): their deliveries then
+            // overlap with this node's instead of waiting for them and a Redis round trip.
             self.nsp.publish(ClusterRequest::Broadcast {
-                packet,
-                opts: self.opts,
+                packet: packet.clone(),
+                opts: self.opts.clone(),
                 volatile: self.volatile,
                 offset: None,
             });
         }
+        self.nsp.deliver(&packet, &self.opts, self.volatile);
         Ok(())
     }
 
