@@ -1,5 +1,7 @@
 //! What a [`RedisAdapter`](crate::RedisAdapter) connects to and how.
 
+use std::time::Duration;
+
 /// The configuration of a [`RedisAdapter`](crate::RedisAdapter).
 ///
 /// ```
@@ -15,6 +17,7 @@ pub struct RedisConfig {
     pub(crate) queue_size: usize,
     pub(crate) mode: Mode,
     pub(crate) max_len: u64,
+    pub(crate) timeout: Duration,
 }
 
 /// Which of Node's Redis adapters a node speaks like.
@@ -41,6 +44,7 @@ impl RedisConfig {
             queue_size: 65_536,
             mode: Mode::Classic,
             max_len: 10_000,
+            timeout: Duration::from_secs(2),
         }
     }
 
@@ -79,6 +83,22 @@ impl RedisConfig {
     /// far back a recovering client can be sent what it missed.
     pub fn max_len(mut self, entries: u64) -> Self {
         self.max_len = entries.max(1);
+        self
+    }
+
+    /// How long a command may wait for a pooled connection, and then for Redis's answer,
+    /// before it fails (default 2 s). A broadcast whose command fails is dropped and counted,
+    /// a session that cannot be saved does not recover, so this is what a loaded Redis (or a
+    /// loaded node) may cost before messages are lost; a dead Redis fails at once anyway.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = sio_redis::RedisConfig::new("redis://127.0.0.1:6379")
+    ///     .timeout(Duration::from_secs(5));
+    /// # let _ = config;
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
         self
     }
 

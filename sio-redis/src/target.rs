@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bb8_redis::bb8::ManageConnection;
+use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo, RedisError};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -233,6 +234,8 @@ fn master_address(frame: Frame) -> Result<(String, u16), String> {
 #[derive(Debug, Clone)]
 pub(crate) struct Connections {
     target: Target,
+    /// How long a command waits for Redis's answer (`RedisConfig::timeout`).
+    timeout: Duration,
     /// The master Sentinel named last, and when: asked again at most once a second.
     master: Arc<Mutex<Option<(Instant, ConnectionAddr)>>>,
 }
@@ -244,9 +247,10 @@ pub(crate) struct Conn {
 }
 
 impl Connections {
-    pub(crate) fn new(target: Target) -> Self {
+    pub(crate) fn new(target: Target, timeout: Duration) -> Self {
         Connections {
             target,
+            timeout,
             master: Arc::default(),
         }
     }
@@ -275,8 +279,10 @@ impl ManageConnection for Connections {
                 RedisError::from((redis::ErrorKind::Io, "cannot resolve Redis", why))
             })?;
         let addr = info.addr().clone();
+        // redis-rs answers "timed out" after 500 ms by default: too soon for a loaded server.
+        let config = AsyncConnectionConfig::new().set_response_timeout(Some(self.timeout));
         let inner = redis::Client::open(info)?
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await?;
         Ok(Conn { inner, addr })
     }
