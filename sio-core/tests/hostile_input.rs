@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Ws, next_text, ws_open};
+use common::{WS_HANDSHAKE, Ws, next_text, ws_frame, ws_open};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -233,30 +233,11 @@ async fn raw(addr: &str, bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A client WebSocket frame (masked, as RFC 6455 requires of clients).
-fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [1u8, 2, 3, 4];
-    let mut frame = vec![0x80 | opcode];
-    match payload.len() {
-        n @ 0..=125 => frame.push(0x80 | n as u8),
-        n => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame
-}
-
 #[actix_web::test]
 async fn raw_tcp_abuse_costs_only_its_connection() {
     use tokio::io::AsyncWriteExt as _;
     let addr = server();
     let mut victim = ws_client(&addr).await;
-    let handshake = "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n\
-                     Upgrade: websocket\r\nConnection: Upgrade\r\n\
-                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
     // Huge headers: refused by the HTTP layer, never a crash.
     let huge = format!(
@@ -272,7 +253,7 @@ async fn raw_tcp_abuse_costs_only_its_connection() {
     still_serves(&mut victim, 400).await;
 
     // Invalid UTF-8 in a text frame: the connection is failed (1007), nobody else notices.
-    let mut bytes = handshake.as_bytes().to_vec();
+    let mut bytes = WS_HANDSHAKE.as_bytes().to_vec();
     bytes.extend(ws_frame(0x1, &[0xff, 0xfe, 0xfd]));
     let answer = raw(&addr, &bytes).await;
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 101"));
@@ -280,7 +261,7 @@ async fn raw_tcp_abuse_costs_only_its_connection() {
 
     // An unmasked client frame and a frame with a reserved opcode: protocol errors.
     for frame in [vec![0x81, 0x02, b'4', b'2'], ws_frame(0x3, b"x")] {
-        let mut bytes = handshake.as_bytes().to_vec();
+        let mut bytes = WS_HANDSHAKE.as_bytes().to_vec();
         bytes.extend(frame);
         raw(&addr, &bytes).await;
         still_serves(&mut victim, 402).await;
@@ -297,7 +278,7 @@ async fn raw_tcp_abuse_costs_only_its_connection() {
         half.push(tcp);
     }
     let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    silent.write_all(handshake.as_bytes()).await.unwrap();
+    silent.write_all(WS_HANDSHAKE.as_bytes()).await.unwrap();
     silent.write_all(&ws_frame(0x1, b"40")).await.unwrap();
     for n in 0..50 {
         silent

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{next_text, ws_open};
+use common::{WS_HANDSHAKE, next_text, ws_frame, ws_open};
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -55,15 +55,6 @@ fn server() -> String {
     format!("{addr}")
 }
 
-/// A masked client text frame (the length of a flood request fits in 7 bits).
-fn text_frame(payload: &[u8]) -> Vec<u8> {
-    let mask = [9u8, 8, 7, 6];
-    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame
-}
-
 async fn reasons_after(deadline: Duration, want: usize) -> Vec<String> {
     let end = Instant::now() + deadline;
     loop {
@@ -101,17 +92,10 @@ async fn a_client_that_stops_reading_is_closed_at_max_buffer_size_and_a_reader_i
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut silent = socket.connect(addr.parse().unwrap()).await.unwrap();
+    silent.write_all(WS_HANDSHAKE.as_bytes()).await.unwrap();
+    silent.write_all(&ws_frame(0x1, b"40")).await.unwrap();
     silent
-        .write_all(
-            b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n\
-              Upgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    silent.write_all(&text_frame(b"40")).await.unwrap();
-    silent
-        .write_all(&text_frame(b"42[\"flood\"]"))
+        .write_all(&ws_frame(0x1, b"42[\"flood\"]"))
         .await
         .unwrap();
     let reasons = reasons_after(Duration::from_secs(30), 1).await;

@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 
 use super::packet::Frame;
 use super::socket::{Protocol, Socket};
-use super::websocket::{Gone, v3_binary};
+use super::websocket::{Gone, on_the_wire};
 
 /// Encoded bytes the body has not taken yet, above which writers wait: the session's queue
 /// (bounded by `max_buffer_size`) holds what a slow client has not read, not this buffer.
@@ -96,10 +96,9 @@ impl State {
             let Some(frame) = source.poll_pop(body) else {
                 break;
             };
-            let message = match (frame, source.protocol()) {
-                (Frame::Text(text), _) => Message::Text(text),
-                (Frame::Binary(data), Protocol::V4) => Message::Binary(data),
-                (Frame::Binary(data), Protocol::V3 { .. }) => Message::Binary(v3_binary(&data)),
+            let message = match on_the_wire(frame, source.protocol()) {
+                Frame::Text(text) => Message::Text(text),
+                Frame::Binary(data) => Message::Binary(data),
             };
             // Text and binary messages always encode.
             let _ = codec.encode(message, buf);
@@ -127,17 +126,22 @@ impl Shared {
     }
 }
 
+/// Wakes a body waiting for bytes (after the lock is released).
+fn wake_body(mut state: MutexGuard<'_, State>) {
+    let waker = state.body_waker.take();
+    drop(state);
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
 impl Outbound {
     /// From now on the body takes `socket`'s frames from its queue; what was written before
     /// goes first.
     pub(super) fn attach<D: Send + Sync + 'static>(&self, socket: &Arc<Socket<D>>) {
         let mut state = self.shared.lock();
         state.source = Some(socket.clone());
-        let waker = state.body_waker.take();
-        drop(state);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        wake_body(state);
     }
 
     /// Writes `message` once the body has room for it; `Gone` once the connection is, or
@@ -163,11 +167,7 @@ impl Outbound {
                         state.closing = true;
                     }
                     state.closing |= is_close;
-                    let waker = state.body_waker.take();
-                    drop(state);
-                    if let Some(waker) = waker {
-                        waker.wake();
-                    }
+                    wake_body(state);
                     return Ok(());
                 }
             }

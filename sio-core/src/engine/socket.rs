@@ -388,13 +388,7 @@ impl<D> Socket<D> {
     /// Takes queued frames, up to `max_bytes` of polling payload (but at least one frame).
     pub(crate) fn drain(&self, max_bytes: usize) -> Vec<Frame> {
         let out = self.take(max_bytes);
-        let bytes: usize = out.iter().map(Frame::payload_len).sum();
-        self.traffic
-            .packets_out
-            .fetch_add(out.len() as u64, Ordering::Relaxed);
-        self.traffic
-            .bytes_out
-            .fetch_add(bytes as u64, Ordering::Relaxed);
+        self.count_out(out.len(), out.iter().map(Frame::payload_len).sum());
         out
     }
 
@@ -420,11 +414,18 @@ impl<D> Socket<D> {
             queue.bytes -= frame.payload_len();
             frame
         };
-        self.traffic.packets_out.fetch_add(1, Ordering::Relaxed);
+        self.count_out(1, frame.payload_len());
+        Some(frame)
+    }
+
+    /// Counts frames that left the queue for the client.
+    fn count_out(&self, packets: usize, bytes: usize) {
+        self.traffic
+            .packets_out
+            .fetch_add(packets as u64, Ordering::Relaxed);
         self.traffic
             .bytes_out
-            .fetch_add(frame.payload_len() as u64, Ordering::Relaxed);
-        Some(frame)
+            .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     fn take(&self, max_bytes: usize) -> Vec<Frame> {

@@ -316,20 +316,24 @@ async fn run<H: Handler, C: Connection>(
 }
 
 async fn send<C: Connection>(conn: &mut C, protocol: Protocol, frame: Frame) -> Result<(), Gone> {
-    match (frame, protocol) {
-        (Frame::Text(text), _) => conn.text(text).await,
-        (Frame::Binary(data), Protocol::V4) => conn.binary(data).await,
-        (Frame::Binary(data), Protocol::V3 { .. }) => conn.binary(v3_binary(&data)).await,
+    match on_the_wire(frame, protocol) {
+        Frame::Text(text) => conn.text(text).await,
+        Frame::Binary(data) => conn.binary(data).await,
     }
 }
 
-/// A binary frame as Engine.IO v3 sends it over WebSocket: behind its packet type, always `4`
-/// (message).
-pub(super) fn v3_binary(data: &[u8]) -> Bytes {
-    let mut typed = Vec::with_capacity(1 + data.len());
-    typed.push(4);
-    typed.extend_from_slice(data);
-    typed.into()
+/// A frame as it travels in one WebSocket message: v3 binary frames go behind their packet
+/// type, always `4` (message).
+pub(super) fn on_the_wire(frame: Frame, protocol: Protocol) -> Frame {
+    match (frame, protocol) {
+        (Frame::Binary(data), Protocol::V3 { .. }) => {
+            let mut typed = Vec::with_capacity(1 + data.len());
+            typed.push(4);
+            typed.extend_from_slice(&data);
+            Frame::Binary(typed.into())
+        }
+        (frame, _) => frame,
+    }
 }
 
 /// The close code RFC 6455 suggests for a failed frame: 1009 for a message over `max_payload`,

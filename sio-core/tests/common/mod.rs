@@ -83,6 +83,27 @@ pub(crate) fn run_client(program: &Path, script: &Path, addr: SocketAddr, args: 
     assert!(out.status.success(), "{} failed", script.display());
 }
 
+/// The upgrade request of a raw-TCP WebSocket client (Engine.IO v4, no session yet).
+pub(crate) const WS_HANDSHAKE: &str = "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n\
+     Upgrade: websocket\r\nConnection: Upgrade\r\n\
+     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// A client WebSocket frame (masked, as RFC 6455 requires of clients).
+pub(crate) fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        n @ 0..=125 => frame.push(0x80 | n as u8),
+        n => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
 /// A raw Socket.IO client: a WebSocket speaking Engine.IO packets as text.
 pub(crate) type Ws = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
 
