@@ -133,9 +133,7 @@ impl RedisAdapter {
         }
         let (messages, received) = mpsc::unbounded_channel();
         let subscriber = subscriber::start(target.clone(), messages.clone());
-        let pool = bb8_redis::bb8::Pool::builder()
-            .connection_timeout(config.timeout)
-            .build_unchecked(Connections::new(target.clone(), config.timeout));
+        let pool = Connections::pool(target.clone(), config.timeout);
         // Sharded pub/sub on a cluster: each channel on the master that owns its slot.
         let shards = match (&target, config.mode) {
             (Target::Cluster { settings, .. }, Mode::Sharded) => {

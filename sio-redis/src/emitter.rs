@@ -59,12 +59,7 @@ impl Emitter {
     /// An emitter with the given configuration (the key prefix must be the servers').
     pub fn new(config: RedisConfig) -> Result<Self, Error> {
         Ok(Emitter {
-            pool: Pool::builder()
-                .connection_timeout(config.timeout)
-                .build_unchecked(Connections::new(
-                    Target::parse(&config.url)?,
-                    config.timeout,
-                )),
+            pool: Connections::pool(Target::parse(&config.url)?, config.timeout),
             channels: Channels::new(config.key),
             ns: "/".into(),
             opts: BroadcastOptions::default(),

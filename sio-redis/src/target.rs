@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bb8_redis::bb8::ManageConnection;
+use bb8_redis::bb8::{ManageConnection, Pool};
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo, RedisError};
@@ -247,12 +247,16 @@ pub(crate) struct Conn {
 }
 
 impl Connections {
-    pub(crate) fn new(target: Target, timeout: Duration) -> Self {
-        Connections {
-            target,
-            timeout,
-            master: Arc::default(),
-        }
+    /// The pool of connections to `target`: a command waits at most `timeout` for a
+    /// connection, then as long again for Redis's answer (`RedisConfig::timeout`).
+    pub(crate) fn pool(target: Target, timeout: Duration) -> Pool<Connections> {
+        Pool::builder()
+            .connection_timeout(timeout)
+            .build_unchecked(Connections {
+                target,
+                timeout,
+                master: Arc::default(),
+            })
     }
 
     /// The server the target names now (cached for a second).
