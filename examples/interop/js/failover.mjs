@@ -10,7 +10,7 @@
 //        [--clients N] [--count N]
 // Prints `COUNTS {json}`; exits 1 when a client was not recovered or a broadcast was lost or
 // delivered twice.
-import { client, report, start } from "./recovery-report.mjs";
+import { client, received, report, start } from "./recovery-report.mjs";
 
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -32,6 +32,7 @@ let sent = 0;
 const killAt = Math.floor(COUNT / 3);
 for (let tag = 0; tag < COUNT; tag++) {
   if (tag === killAt) {
+    await received(clients, 1);
     if (DROP) for (const c of clients) c.s.io.engine.close();
     else process.kill(KILL, "SIGKILL");
   }

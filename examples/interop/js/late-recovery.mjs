@@ -7,7 +7,7 @@
 // Prints `COUNTS {json}`; exits 1 on a client not recovered, a lost or duplicated broadcast.
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
-import { client, report, start } from "./recovery-report.mjs";
+import { client, received, report, start } from "./recovery-report.mjs";
 
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -38,6 +38,7 @@ const send = async (tag) => {
   sent++;
 };
 for (let tag = 0; tag < 10; tag++) await send(tag);
+await received(clients, 10);
 process.kill(Number(arg("kill")), "SIGKILL");
 await sleep(300);
 for (let tag = 10; tag < COUNT; tag++) await send(tag);

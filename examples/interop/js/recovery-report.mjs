@@ -45,6 +45,20 @@ export async function start(clients, B) {
   return { before, sender };
 }
 
+// Waits (at most 10 s) until every client got `n` broadcasts. A client recovers from the offset
+// of the last broadcast it got, so one that got none before its node went away cannot: on a
+// loaded machine a node can be killed before it delivered what it was sent.
+export async function received(clients, n) {
+  const deadline = Date.now() + 10000;
+  while (clients.some((c) => c.got.length < n)) {
+    if (Date.now() > deadline) {
+      const got = clients.map((c) => c.got.length).join(",");
+      throw new Error(`the clients got ${got} broadcasts within 10 s, not ${n} each, before their node went away`);
+    }
+    await sleep(20);
+  }
+}
+
 export async function report(clients, sent, before, isSurvivor, lenient) {
   const deadline = Date.now() + 10000;
   while (Date.now() < deadline && clients.some((c) => !c.s.connected || c.got.length < sent)) {
