@@ -270,13 +270,16 @@ async fn run<H: Handler, C: Connection>(
     // A local WebSocket takes the frames from the queue itself, in the connection's task.
     let attached = conn.attach(&socket);
     'session: loop {
+        // Read before the drain: a frame queued just before the close (a DISCONNECT packet,
+        // say) is then in the queue and still goes out.
+        let closed = socket.is_closed();
         while !attached && let Some(frame) = socket.pop() {
             if send(&mut conn, socket.protocol(), frame).await.is_err() {
                 socket.close(CloseReason::TransportClose);
                 break 'session;
             }
         }
-        if socket.is_closed() {
+        if closed {
             break;
         }
         let message = tokio::select! {
