@@ -59,23 +59,21 @@ impl Parser {
     /// assert_eq!(Parser::Json.encode(&packet), Encoded::Text("1".into(), vec![]));
     /// ```
     pub fn encode(self, packet: &Packet) -> Encoded {
-        match self {
-            Parser::Json => {
-                let (text, attachments) = encode(packet);
-                Encoded::Text(text, attachments)
-            }
-            #[cfg(feature = "msgpack")]
-            Parser::MsgPack => Encoded::Binary(msgpack::encode(packet)),
-        }
+        self.encode_with(packet, encode)
     }
 
     /// [`Parser::encode`], except that a text comes as its whole Engine.IO message frame
     /// (`4` then the packet), built in one buffer.
     pub(crate) fn encode_message(self, packet: &Packet) -> Encoded {
+        self.encode_with(packet, encode::encode_message)
+    }
+
+    /// The packet in this format, its text (JSON) made by `text`.
+    fn encode_with(self, packet: &Packet, text: fn(&Packet) -> (String, Vec<Bytes>)) -> Encoded {
         match self {
             Parser::Json => {
-                let (frame, attachments) = encode::encode_message(packet);
-                Encoded::Text(frame, attachments)
+                let (text, attachments) = text(packet);
+                Encoded::Text(text, attachments)
             }
             #[cfg(feature = "msgpack")]
             Parser::MsgPack => Encoded::Binary(msgpack::encode(packet)),
