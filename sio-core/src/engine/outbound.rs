@@ -151,29 +151,42 @@ impl Outbound {
         loop {
             let room = self.shared.room.notified();
             {
-                let mut state = self.shared.lock();
-                if state.gone || state.closing {
-                    return Err(Gone);
-                }
-                if state.buf.len() < HIGH_WATER || is_close {
-                    if is_close {
-                        // Whatever the session queued before it closed goes out first.
-                        state.fill(None, usize::MAX);
-                    }
-                    let State { buf, codec, .. } = &mut *state;
-                    // The server-side codec only fails on a frame it cannot size, which
-                    // `max_payload` (far below u64) rules out; drop the connection then.
-                    if codec.encode(message, buf).is_err() {
-                        state.closing = true;
-                    }
-                    state.closing |= is_close;
-                    wake_body(state);
-                    return Ok(());
+                let state = self.shared.lock();
+                if state.gone || state.closing || state.buf.len() < HIGH_WATER || is_close {
+                    return encode(state, message);
                 }
             }
             room.await;
         }
     }
+
+    /// Writes `message` at once, however much is buffered: the open packet, written before
+    /// the handshake response leaves, so that actix-http sends both in one write.
+    pub(super) fn write_now(&self, message: Message) -> Result<(), Gone> {
+        encode(self.shared.lock(), message)
+    }
+}
+
+/// Encodes `message` into the buffer and wakes the body; `Gone` once the connection is, or
+/// after a close frame.
+fn encode(mut state: MutexGuard<'_, State>, message: Message) -> Result<(), Gone> {
+    if state.gone || state.closing {
+        return Err(Gone);
+    }
+    let is_close = matches!(message, Message::Close(_));
+    if is_close {
+        // Whatever the session queued before it closed goes out first.
+        state.fill(None, usize::MAX);
+    }
+    let State { buf, codec, .. } = &mut *state;
+    // The server-side codec only fails on a frame it cannot size, which `max_payload` (far
+    // below u64) rules out; drop the connection then.
+    if codec.encode(message, buf).is_err() {
+        state.closing = true;
+    }
+    state.closing |= is_close;
+    wake_body(state);
+    Ok(())
 }
 
 impl MessageBody for OutboundBody {
