@@ -1,7 +1,9 @@
 //! The outgoing half of a WebSocket accepted on this node: the response body that actix-http
 //! writes to the connection takes the session's frames from the session's queue itself, and
-//! the session task writes the rest (the open packet, probe answers, pongs, the close frame)
-//! into the same buffer.
+//! the session's loop writes the rest (the open packet, probe answers, pongs, the close frame)
+//! into the same buffer. The body also runs that loop, in the connection's task
+//! ([`OutboundBody::driving`]): what the client sends is read, handled and answered in the
+//! poll of the task that read it from the socket, with no other task between.
 //!
 //! actix-ws's `Session` sends each message through a bounded channel to its response body,
 //! which encodes it into a fresh buffer: per frame, a wake of the session task, a channel send
@@ -13,14 +15,17 @@
 //! `max_buffer_size`) until actix-http has room for them.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 
 use actix_codec::Encoder as _;
 use actix_http::ws::{Codec, Message};
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 
 use super::packet::Frame;
@@ -39,6 +44,10 @@ pub(super) struct Outbound {
 /// The connection's side: the response body of the WebSocket handshake.
 pub(super) struct OutboundBody {
     shared: Arc<Shared>,
+    /// The session's loop (reading the client, closing), run inside the connection's task:
+    /// as a task of its own it was queued behind every connection woken before it, once per
+    /// message the client sent (with a broadcast to 10k sockets under way, for most of it).
+    session: Option<Session>,
     /// actix-ws's own body, never polled: dropping it tells actix-ws's message stream that
     /// the connection is gone, so it must live exactly as long as this body.
     _actix_ws: BoxBody,
@@ -114,6 +123,7 @@ pub(super) fn channel(actix_ws: BoxBody) -> (Outbound, OutboundBody) {
     });
     let body = OutboundBody {
         shared: shared.clone(),
+        session: None,
         _actix_ws: actix_ws,
     };
     (Outbound { shared }, body)
@@ -189,6 +199,65 @@ fn encode(mut state: MutexGuard<'_, State>, message: Message) -> Result<(), Gone
     Ok(())
 }
 
+impl OutboundBody {
+    /// Runs `session` in the connection's task, in the body's polls that follow its
+    /// wake-ups: a message from the client is handled (and what it makes the session send is
+    /// written) in the poll that read it. Dropped with the body when the connection goes away.
+    pub(super) fn driving(mut self, session: impl Future<Output = ()> + 'static) -> Self {
+        let wake = Arc::new(SessionWake {
+            woken: AtomicBool::new(true),
+            body: AtomicWaker::new(),
+        });
+        self.session = Some(Session {
+            future: Box::pin(session),
+            waker: Waker::from(wake.clone()),
+            wake,
+        });
+        self
+    }
+}
+
+/// A session's loop, polled by the body only after something woke it: the body is polled for
+/// every frame sent, and polling the loop each time cost 1,350 instructions per broadcast
+/// delivery (callgrind).
+struct Session {
+    future: Pin<Box<dyn Future<Output = ()>>>,
+    wake: Arc<SessionWake>,
+    /// `wake` as a waker, made once.
+    waker: Waker,
+}
+
+impl Session {
+    /// Polls the loop if it was woken; whether it has ended.
+    fn poll(&mut self, body: &Waker) -> bool {
+        if !self.wake.woken.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        // Registered when the loop is polled only: the body is always polled by the same
+        // task (its connection's), so the waker registered last is still the one to wake.
+        self.wake.body.register(body);
+        let mut cx = Context::from_waker(&self.waker);
+        self.future.as_mut().poll(&mut cx).is_ready()
+    }
+}
+
+/// What the session's loop wakes: a flag for the body to see, and the body's task.
+struct SessionWake {
+    woken: AtomicBool,
+    body: AtomicWaker,
+}
+
+impl Wake for SessionWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.body.wake();
+    }
+}
+
 impl MessageBody for OutboundBody {
     type Error = Infallible;
 
@@ -200,7 +269,14 @@ impl MessageBody for OutboundBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        let mut state = self.shared.lock();
+        let this = self.get_mut();
+        // Before the lock: the session writes through it.
+        if let Some(session) = &mut this.session
+            && session.poll(cx.waker())
+        {
+            this.session = None;
+        }
+        let mut state = this.shared.lock();
         if !state.closing {
             state.fill(Some(cx.waker()), HIGH_WATER);
         }
@@ -209,7 +285,7 @@ impl MessageBody for OutboundBody {
             // chunk out and dropped it, the next write reuses the whole allocation.
             let chunk = state.buf.split().freeze();
             drop(state);
-            self.shared.room.notify_waiters();
+            this.shared.room.notify_waiters();
             return Poll::Ready(Some(Ok(chunk)));
         }
         if state.closing {
@@ -242,8 +318,7 @@ impl Drop for OutboundBody {
 #[cfg(test)]
 mod tests {
     use std::future::poll_fn;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::task::Wake;
+    use std::sync::atomic::AtomicUsize;
 
     use actix_codec::Decoder as _;
     use actix_http::ws::{CloseCode, CloseReason, Frame};
@@ -419,5 +494,53 @@ mod tests {
         drop(body);
         assert!(writer.await.unwrap().is_err());
         assert!(out.write(Message::Text("y".into())).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_session_loop_runs_in_the_body_only_after_a_wake() {
+        let (out, body) = channel(BoxBody::new(()));
+        let polls = Arc::new(AtomicUsize::new(0));
+        let go: Arc<Mutex<(bool, Option<Waker>)>> = Arc::default();
+        let (counted, gate) = (polls.clone(), go.clone());
+        let mut body = Box::pin(body.driving(async move {
+            // Counts every poll of the loop; ready once `go` is set.
+            poll_fn(|cx| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let mut gate = gate.lock().unwrap();
+                if gate.0 {
+                    return Poll::Ready(());
+                }
+                gate.1 = Some(cx.waker().clone());
+                Poll::Pending
+            })
+            .await;
+            let _ = out
+                .write(Message::Text(ByteString::from_static("done")))
+                .await;
+        }));
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        // The body is polled for every frame sent; the loop only when something woke it.
+        for _ in 0..3 {
+            assert!(body.as_mut().poll_next(&mut cx).is_pending());
+        }
+        assert_eq!(polls.load(Ordering::SeqCst), 1);
+        let loop_waker = {
+            let mut gate = go.lock().unwrap();
+            gate.0 = true;
+            gate.1.take().unwrap()
+        };
+        loop_waker.wake();
+        assert!(
+            flag.0.load(Ordering::SeqCst),
+            "the loop's wake did not reach the body"
+        );
+        // What the loop writes when it runs leaves in the same poll.
+        let Poll::Ready(Some(Ok(chunk))) = body.as_mut().poll_next(&mut cx) else {
+            panic!("the woken loop wrote nothing");
+        };
+        assert_eq!(polls.load(Ordering::SeqCst), 2);
+        assert!(matches!(&frames(&chunk)[..], [Frame::Text(t)] if &t[..] == b"done"));
     }
 }

@@ -327,7 +327,7 @@ pub(super) async fn forward_upgrade<H: Handler>(
     body: web::Payload,
 ) -> Result<HttpResponse, RequestError> {
     // A request that is no WebSocket handshake is refused before the owner hears of it.
-    let (res, conn) = websocket::accept(engine, req, body)?;
+    let (accepted, conn) = websocket::accept(engine, req, body)?;
     let request = ForwardedRequest {
         id: 0,
         from: engine.node_id(),
@@ -345,12 +345,9 @@ pub(super) async fn forward_upgrade<H: Handler>(
     match answer.status {
         ForwardedResponse::TUNNEL_ACCEPTED => {
             actix_web::rt::spawn(relay(conn, tunnel));
-            Ok(res)
+            Ok(accepted.into_response())
         }
-        ForwardedResponse::TUNNEL_BUSY => {
-            actix_web::rt::spawn(conn.close(Some(CloseCode::Policy)));
-            Ok(res)
-        }
+        ForwardedResponse::TUNNEL_BUSY => Ok(accepted.respond(conn.close(Some(CloseCode::Policy)))),
         _ => Ok(from_forwarded(answer)),
     }
 }

@@ -6,6 +6,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, Message, ProtocolError};
@@ -13,7 +14,7 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use futures_util::{FutureExt as _, StreamExt as _};
 
-use super::outbound::{self, Outbound};
+use super::outbound::{self, Outbound, OutboundBody};
 use super::packet::{Frame, Packet, decode_text, encode};
 use super::socket::{CloseReason, Protocol, RequestInfo, Socket, TransportKind};
 use super::{Engine, Handler, RequestError};
@@ -119,7 +120,7 @@ pub(super) fn handshake<H: Handler>(
     body: web::Payload,
     protocol: Protocol,
 ) -> Result<HttpResponse, RequestError> {
-    let (res, conn) = accept(engine, req, body)?;
+    let (accepted, conn) = accept(engine, req, body)?;
     let socket = engine.open(TransportKind::Websocket, RequestInfo::new(req), protocol);
     // Written before the response leaves: actix-http sends the response and the open packet
     // in one write, a syscall and a wake-up of the client fewer per connection.
@@ -131,8 +132,7 @@ pub(super) fn handshake<H: Handler>(
         socket.close(CloseReason::TransportClose);
     }
     engine.handler().on_open(&socket);
-    actix_web::rt::spawn(run(engine.clone(), socket, conn));
-    Ok(res)
+    Ok(accepted.respond(run(engine.clone(), socket, conn)))
 }
 
 /// Takes a WebSocket that wants to carry an existing polling session: it must answer the
@@ -146,19 +146,17 @@ pub(super) fn upgrade<H: Handler>(
     if !claim_upgrade(&socket) {
         // The WebSocket is accepted and closed at once, as Node does, so that clients see a
         // close rather than an error.
-        let (res, conn) = accept(engine, req, body)?;
-        actix_web::rt::spawn(conn.close(Some(CloseCode::Policy)));
-        return Ok(res);
+        let (accepted, conn) = accept(engine, req, body)?;
+        return Ok(accepted.respond(conn.close(Some(CloseCode::Policy))));
     }
-    let (res, conn) = match accept(engine, req, body) {
+    let (accepted, conn) = match accept(engine, req, body) {
         Ok(accepted) => accepted,
         Err(err) => {
             socket.abandon_upgrade();
             return Err(err);
         }
     };
-    actix_web::rt::spawn(upgrade_over(engine.clone(), socket, conn));
-    Ok(res)
+    Ok(accepted.respond(upgrade_over(engine.clone(), socket, conn)))
 }
 
 /// Claims the upgrade of a polling session for one WebSocket; `false` when another one
@@ -173,12 +171,52 @@ pub(super) async fn upgrade_over<H: Handler, C: Connection>(
     socket: Arc<Socket<H::Data>>,
     mut conn: C,
 ) {
-    if probe(&engine, &socket, &mut conn).await {
-        run(engine, socket, conn).await;
+    let probing = AtomicBool::new(true);
+    // A WebSocket that goes away during the probe leaves the session to polling.
+    let _abandons = OnDrop(|| {
+        if probing.load(Ordering::Relaxed) {
+            socket.abandon_upgrade();
+        }
+    });
+    let upgraded = probe(&engine, &socket, &mut conn).await;
+    probing.store(false, Ordering::Relaxed);
+    if upgraded {
+        run(engine.clone(), socket.clone(), conn).await;
     } else {
         tracing::debug!(sid = %socket.sid(), "upgrade abandoned");
         socket.abandon_upgrade();
         conn.close(None).await;
+    }
+}
+
+/// A WebSocket accepted on this node, before its handshake response leaves.
+pub(super) struct Accepted {
+    res: HttpResponse<()>,
+    body: OutboundBody,
+}
+
+impl Accepted {
+    /// The handshake response; `session` (the session's loop over the [`Local`] accepted
+    /// with it) runs in the connection's task, whenever actix-http polls the body.
+    pub(super) fn respond(self, session: impl Future<Output = ()> + 'static) -> HttpResponse {
+        self.res
+            .set_body(self.body.driving(session))
+            .map_into_boxed_body()
+    }
+
+    /// The handshake response, for a [`Local`] driven by a task of its own.
+    pub(super) fn into_response(self) -> HttpResponse {
+        self.res.set_body(self.body).map_into_boxed_body()
+    }
+}
+
+/// Runs its closure when dropped: what a session's loop owes its socket when the
+/// connection's task drops it half-way (the connection went away with the body).
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
     }
 }
 
@@ -187,7 +225,7 @@ pub(super) fn accept<H: Handler>(
     engine: &Engine<H>,
     req: &HttpRequest,
     body: web::Payload,
-) -> Result<(HttpResponse, Local), RequestError> {
+) -> Result<(Accepted, Local), RequestError> {
     let max = engine.config().max_payload_len();
     // actix-ws makes the handshake response and reads the socket; its `Session` is not used.
     let (res, _session, stream) =
@@ -198,10 +236,7 @@ pub(super) fn accept<H: Handler>(
         .max_frame_size(max)
         .aggregate_continuations()
         .max_continuation_size(max);
-    Ok((
-        res.set_body(body).map_into_boxed_body(),
-        Local { out, stream },
-    ))
+    Ok((Accepted { res, body }, Local { out, stream }))
 }
 
 /// Runs the probe: `2probe` is answered `3probe`, then `5` completes the upgrade. Returns
@@ -266,6 +301,7 @@ async fn run<H: Handler, C: Connection>(
     socket: Arc<Socket<H::Data>>,
     mut conn: C,
 ) {
+    let _closes = OnDrop(|| socket.close(CloseReason::TransportClose));
     // Become the queue's only reader; after an upgrade this waits for the last poll to end.
     let _reader = socket.reader.lock().await;
     let mut close_code = CloseCode::Normal;
