@@ -1,9 +1,10 @@
 //! The Engine.IO handler of the Socket.IO layer: decodes each connection's packets and routes
 //! them to its namespaces' sockets.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+use foldhash::HashMap;
 
 use crate::engine::{self, CloseReason, Message, Protocol};
 use crate::io::IoInner;
@@ -379,7 +380,8 @@ fn legacy(conn: &Conn) -> bool {
 
 /// A query string as a JSON object of strings (the auth of a Socket.IO v4 client).
 fn query_object(query: &str) -> serde_json::Value {
-    let pairs: HashMap<String, String> = serde_urlencoded::from_str(query).unwrap_or_default();
+    let pairs: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(query).unwrap_or_default();
     pairs
         .into_iter()
         .map(|(k, v)| (k, serde_json::Value::String(v)))

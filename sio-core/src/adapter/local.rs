@@ -24,8 +24,10 @@ pub struct BroadcastOptions {
 
 #[derive(Debug, Default)]
 struct Index {
-    rooms: HashMap<Room, HashSet<Sid>>,
-    by_socket: HashMap<Sid, HashSet<Room>>,
+    /// Room names may come from clients: keyed with std's DoS-resistant hasher; socket ids
+    /// are the server's own.
+    rooms: HashMap<Room, foldhash::HashSet<Sid>>,
+    by_socket: foldhash::HashMap<Sid, HashSet<Room>>,
 }
 
 /// Rooms and their members, for one namespace on this node.
@@ -102,7 +104,7 @@ impl LocalAdapter {
         if opts.rooms.is_empty() {
             return all.filter(|sid| !excluded(sid)).collect();
         }
-        let mut seen = HashSet::new();
+        let mut seen = foldhash::HashSet::default();
         opts.rooms
             .iter()
             .filter_map(|room| index.rooms.get(room))
@@ -126,7 +128,7 @@ impl LocalAdapter {
 }
 
 /// Removes a member; `true` when that emptied (and so deleted) the room.
-fn remove_member(rooms: &mut HashMap<Room, HashSet<Sid>>, room: &str, sid: Sid) -> bool {
+fn remove_member(rooms: &mut HashMap<Room, foldhash::HashSet<Sid>>, room: &str, sid: Sid) -> bool {
     let Some(members) = rooms.get_mut(room) else {
         return false;
     };

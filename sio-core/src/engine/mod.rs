@@ -43,12 +43,12 @@ mod socket;
 mod tunnel;
 mod websocket;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use bytestring::ByteString;
+use foldhash::{HashMap, HashMapExt as _};
 
 pub use config::{AllowRequest, EngineConfig, EngineConfigBuilder, Transports};
 pub use cors::{AllowOrigin, Cors};

@@ -26,12 +26,13 @@ pub(crate) use log::read_missed;
 pub use log::{BroadcastLog, LogPage, LoggedBroadcast};
 pub use store::{RecoverableSession, SessionStore};
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
+use foldhash::{HashMap, HashMapExt as _};
 use serde_json::Value;
 use tokio::time::Instant;
 
