@@ -105,13 +105,17 @@ impl State {
             let Some(frame) = source.poll_pop(body) else {
                 break;
             };
-            let message = match on_the_wire(frame, source.protocol()) {
-                Frame::Text(text) => Message::Text(text),
-                Frame::Binary(data) => Message::Binary(data),
-            };
             // Text and binary messages always encode.
-            let _ = codec.encode(message, buf);
+            let _ = codec.encode(message(frame, source.protocol()), buf);
         }
+    }
+}
+
+/// An Engine.IO frame as the WebSocket message that carries it.
+pub(super) fn message(frame: Frame, protocol: Protocol) -> Message {
+    match on_the_wire(frame, protocol) {
+        Frame::Text(text) => Message::Text(text),
+        Frame::Binary(data) => Message::Binary(data),
     }
 }
 

@@ -124,10 +124,7 @@ pub(super) fn handshake<H: Handler>(
     let socket = engine.open(TransportKind::Websocket, RequestInfo::new(req), protocol);
     // Written before the response leaves: actix-http sends the response and the open packet
     // in one write, a syscall and a wake-up of the client fewer per connection.
-    let open = match encode(&engine.open_packet(&socket)) {
-        Frame::Text(text) => Message::Text(text),
-        Frame::Binary(data) => Message::Binary(data),
-    };
+    let open = outbound::message(encode(&engine.open_packet(&socket)), protocol);
     if conn.out.write_now(open).is_err() {
         socket.close(CloseReason::TransportClose);
     }
