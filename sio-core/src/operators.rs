@@ -235,7 +235,7 @@ impl BroadcastOperators {
                 }
             }
         };
-        let (local, remote) = futures_util::join!(local, remote);
+        let (local, remote) = tokio::join!(local, remote);
         let decode = |r: Result<AckResponse, AckError>| r.and_then(|r| Ok(r.data()?));
         Ok(local
             .into_iter()

@@ -33,6 +33,7 @@ mod cors;
 mod error;
 mod forward;
 mod headers;
+mod inbound;
 mod outbound;
 pub mod packet;
 pub mod payload;

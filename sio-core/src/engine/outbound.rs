@@ -23,7 +23,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use actix_codec::Encoder as _;
 use actix_http::ws::{Codec, Message};
-use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::body::{BodySize, MessageBody};
 use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
@@ -48,9 +48,6 @@ pub(super) struct OutboundBody {
     /// as a task of its own it was queued behind every connection woken before it, once per
     /// message the client sent (with a broadcast to 10k sockets under way, for most of it).
     session: Option<Session>,
-    /// actix-ws's own body, never polled: dropping it tells actix-ws's message stream that
-    /// the connection is gone, so it must live exactly as long as this body.
-    _actix_ws: BoxBody,
 }
 
 struct Shared {
@@ -119,8 +116,8 @@ pub(super) fn message(frame: Frame, protocol: Protocol) -> Message {
     }
 }
 
-/// A writer and the body it writes into; `actix_ws` is the body `actix_ws::handle` made.
-pub(super) fn channel(actix_ws: BoxBody) -> (Outbound, OutboundBody) {
+/// A writer and the body it writes into.
+pub(super) fn channel() -> (Outbound, OutboundBody) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
         room: Notify::new(),
@@ -128,7 +125,6 @@ pub(super) fn channel(actix_ws: BoxBody) -> (Outbound, OutboundBody) {
     let body = OutboundBody {
         shared: shared.clone(),
         session: None,
-        _actix_ws: actix_ws,
     };
     (Outbound { shared }, body)
 }
@@ -339,7 +335,7 @@ mod tests {
     }
 
     fn body() -> (Outbound, Pin<Box<OutboundBody>>) {
-        let (out, body) = channel(BoxBody::new(()));
+        let (out, body) = channel();
         (out, Box::pin(body))
     }
 
@@ -502,7 +498,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_session_loop_runs_in_the_body_only_after_a_wake() {
-        let (out, body) = channel(BoxBody::new(()));
+        let (out, body) = channel();
         let polls = Arc::new(AtomicUsize::new(0));
         let go: Arc<Mutex<(bool, Option<Waker>)>> = Arc::default();
         let (counted, gate) = (polls.clone(), go.clone());

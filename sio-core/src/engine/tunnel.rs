@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use actix_http::ws::CloseCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use actix_ws::CloseCode;
 use bytes::Bytes;
 use bytestring::ByteString;
 use tokio::sync::mpsc;

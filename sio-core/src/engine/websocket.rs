@@ -1,19 +1,19 @@
 //! The WebSocket transport: sessions opened over WebSocket, and upgrades of polling sessions.
 //!
-//! The transport runs over a [`Connection`]: a local WebSocket ([`Local`], actix-ws), or one
+//! The transport runs over a [`Connection`]: a local WebSocket ([`Local`]), or one
 //! whose client is on another node and whose messages a tunnel relays (see `tunnel`). Both get
 //! the same probe, upgrade and session loop.
 
-use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use actix_http::ws::{CloseCode, Message};
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, Message, ProtocolError};
 use bytes::Bytes;
 use bytestring::ByteString;
-use futures_util::{FutureExt as _, StreamExt as _};
+use futures_util::FutureExt as _;
 
+use super::inbound::Inbound;
 use super::outbound::{self, Outbound, OutboundBody};
 use super::packet::{Frame, Packet, decode_text, encode};
 use super::socket::{CloseReason, Protocol, RequestInfo, Socket, TransportKind};
@@ -54,35 +54,19 @@ pub(super) trait Connection {
     fn attach<D: Send + Sync + 'static>(&mut self, socket: &Arc<Socket<D>>) -> bool;
 }
 
-/// A WebSocket accepted on this node: actix-ws reads it, [`Outbound`] writes it.
+/// A WebSocket accepted on this node: [`Inbound`] reads it, [`Outbound`] writes it.
 pub(super) struct Local {
     out: Outbound,
-    stream: AggregatedMessageStream,
-}
-
-impl Local {
-    fn incoming(message: Option<Result<AggregatedMessage, ProtocolError>>) -> Incoming {
-        match message {
-            Some(Ok(AggregatedMessage::Text(text))) => Incoming::Text(text),
-            Some(Ok(AggregatedMessage::Binary(data))) => Incoming::Binary(data),
-            Some(Ok(AggregatedMessage::Ping(data))) => Incoming::Ping(data),
-            Some(Ok(AggregatedMessage::Pong(_))) => Incoming::Pong,
-            Some(Ok(AggregatedMessage::Close(_))) | None => Incoming::Closed,
-            Some(Err(err)) => {
-                tracing::debug!(%err, "WebSocket protocol error");
-                Incoming::Failed(protocol_close_code(&err))
-            }
-        }
-    }
+    inbound: Inbound<web::Payload>,
 }
 
 impl Connection for Local {
     async fn next(&mut self) -> Incoming {
-        Self::incoming(self.stream.next().await)
+        self.inbound.next().await
     }
 
     fn ready(&mut self) -> Option<Incoming> {
-        self.stream.next().now_or_never().map(Self::incoming)
+        self.inbound.next().now_or_never()
     }
 
     async fn text(&mut self, text: ByteString) -> Result<(), Gone> {
@@ -100,7 +84,7 @@ impl Connection for Local {
     }
 
     async fn close(self, code: Option<CloseCode>) {
-        let reason = code.map(|code| actix_ws::CloseReason {
+        let reason = code.map(|code| actix_http::ws::CloseReason {
             code,
             description: None,
         });
@@ -223,17 +207,11 @@ pub(super) fn accept<H: Handler>(
     req: &HttpRequest,
     body: web::Payload,
 ) -> Result<(Accepted, Local), RequestError> {
-    let max = engine.config().max_payload_len();
-    // actix-ws makes the handshake response and reads the socket; its `Session` is not used.
-    let (res, _session, stream) =
-        actix_ws::handle(req, body).map_err(|_| RequestError::BadRequest)?;
-    let (res, actix_ws_body) = res.into_parts();
-    let (out, body) = outbound::channel(actix_ws_body);
-    let stream = stream
-        .max_frame_size(max)
-        .aggregate_continuations()
-        .max_continuation_size(max);
-    Ok((Accepted { res, body }, Local { out, stream }))
+    let mut res = actix_http::ws::handshake(req.head()).map_err(|_| RequestError::BadRequest)?;
+    let res = HttpResponse::from(res.finish()).set_body(());
+    let inbound = Inbound::new(body, engine.config().max_payload_len());
+    let (out, body) = outbound::channel();
+    Ok((Accepted { res, body }, Local { out, inbound }))
 }
 
 /// Runs the probe: `2probe` is answered `3probe`, then `5` completes the upgrade. Returns
@@ -371,17 +349,5 @@ pub(super) fn on_the_wire(frame: Frame, protocol: Protocol) -> Frame {
             Frame::Binary(typed.into())
         }
         (frame, _) => frame,
-    }
-}
-
-/// The close code RFC 6455 suggests for a failed frame: 1009 for a message over `max_payload`,
-/// 1007 for text that is not UTF-8, 1002 for the rest.
-fn protocol_close_code(err: &ProtocolError) -> CloseCode {
-    match err {
-        ProtocolError::Overflow => CloseCode::Size,
-        ProtocolError::Io(e) if e.kind() == io::ErrorKind::InvalidData => CloseCode::Invalid,
-        // actix-ws reports an aggregated message over its limit as a bare I/O error.
-        ProtocolError::Io(e) if e.kind() == io::ErrorKind::Other => CloseCode::Size,
-        _ => CloseCode::Protocol,
     }
 }
