@@ -53,6 +53,7 @@ mod namespace;
 mod operators;
 pub mod parser;
 mod recovery;
+pub mod server;
 mod socket;
 
 pub use ack::{AckError, AckResponse, AckSender};

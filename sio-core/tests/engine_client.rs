@@ -12,8 +12,17 @@ use sio_core::engine::{Engine, EngineConfig};
 
 #[test]
 fn official_engineio_client() {
+    engineio_client(common::Http::ActixWeb);
+}
+
+#[test]
+fn official_engineio_client_on_sio_s_server() {
+    engineio_client(common::Http::Sio);
+}
+
+fn engineio_client(http: common::Http) {
     let js = common::js_dir("engine.io-client");
-    let addr = common::start(|| {
+    let addr = common::start_on(http, || {
         let engine = Engine::new(EngineConfig::default(), common::Echo);
         move |cfg: &mut actix_web::web::ServiceConfig| {
             cfg.service(engine.service());

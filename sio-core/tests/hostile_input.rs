@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{WS_HANDSHAKE, Ws, next_text, ws_frame, ws_open};
+use common::{Http, WS_HANDSHAKE, Ws, next_text, ws_frame, ws_open};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,12 +23,16 @@ use sio_core::{AckSender, Args, Bin, Namespace, SocketIo};
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 
 fn server() -> String {
+    server_on(Http::ActixWeb)
+}
+
+fn server_on(http: Http) -> String {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         PANICS.fetch_add(1, Ordering::SeqCst);
         previous(info);
     }));
-    let addr = common::start(|| {
+    let addr = common::start_on(http, || {
         let io = SocketIo::builder()
             .engine(|e| e.max_payload(10_000))
             .namespace(Namespace::new("/").on(
@@ -85,7 +89,16 @@ async fn attack_ws(addr: &str, frames: Vec<WsMessage>) {
 
 #[actix_web::test]
 async fn malformed_websocket_packets_cost_only_their_connection() {
-    let addr = server();
+    malformed_websocket_packets(Http::ActixWeb).await;
+}
+
+#[actix_web::test]
+async fn malformed_websocket_packets_cost_only_their_connection_on_sio_s_server() {
+    malformed_websocket_packets(Http::Sio).await;
+}
+
+async fn malformed_websocket_packets(http: Http) {
+    let addr = server_on(http);
     let mut victim = ws_client(&addr).await;
     let text = |s: &str| WsMessage::Text(s.to_owned().into());
     let deep = format!("42[\"echo\",{}{}]", "[".repeat(5000), "]".repeat(5000));
@@ -235,8 +248,17 @@ async fn raw(addr: &str, bytes: &[u8]) -> Vec<u8> {
 
 #[actix_web::test]
 async fn raw_tcp_abuse_costs_only_its_connection() {
+    raw_tcp_abuse(Http::ActixWeb).await;
+}
+
+#[actix_web::test]
+async fn raw_tcp_abuse_costs_only_its_connection_on_sio_s_server() {
+    raw_tcp_abuse(Http::Sio).await;
+}
+
+async fn raw_tcp_abuse(http: Http) {
     use tokio::io::AsyncWriteExt as _;
-    let addr = server();
+    let addr = server_on(http);
     let mut victim = ws_client(&addr).await;
 
     // Huge headers: refused by the HTTP layer, never a crash.

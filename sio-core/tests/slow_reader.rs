@@ -8,9 +8,9 @@
 
 mod common;
 
-use common::{WS_HANDSHAKE, next_text, ws_frame, ws_open};
+use common::{Http, WS_HANDSHAKE, next_text, ws_frame, ws_open};
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::web::ServiceConfig;
@@ -25,10 +25,10 @@ const MESSAGES: usize = 512;
 const MESSAGE_BYTES: usize = 32 * 1024;
 
 /// Why sockets disconnected, in order.
-static REASONS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+type Reasons = Arc<Mutex<Vec<String>>>;
 
-fn server() -> String {
-    let addr = common::start(|| {
+fn server(http: Http, reasons: Reasons) -> String {
+    let addr = common::start_on(http, move || {
         let io = SocketIo::builder()
             .engine(|e| e.max_buffer_size(1 << 20))
             .namespace(
@@ -43,8 +43,11 @@ fn server() -> String {
                             tokio::time::sleep(Duration::from_millis(1)).await;
                         }
                     })
-                    .on_disconnect(|reason: DisconnectReason| async move {
-                        REASONS.lock().unwrap().push(reason.to_string());
+                    .on_disconnect(move |reason: DisconnectReason| {
+                        let reasons = reasons.clone();
+                        async move {
+                            reasons.lock().unwrap().push(reason.to_string());
+                        }
                     }),
             )
             .build();
@@ -55,10 +58,10 @@ fn server() -> String {
     format!("{addr}")
 }
 
-async fn reasons_after(deadline: Duration, want: usize) -> Vec<String> {
+async fn reasons_after(reasons: &Reasons, deadline: Duration, want: usize) -> Vec<String> {
     let end = Instant::now() + deadline;
     loop {
-        let reasons = REASONS.lock().unwrap().clone();
+        let reasons = reasons.lock().unwrap().clone();
         if reasons.len() >= want || Instant::now() > end {
             return reasons;
         }
@@ -68,7 +71,17 @@ async fn reasons_after(deadline: Duration, want: usize) -> Vec<String> {
 
 #[actix_web::test]
 async fn a_client_that_stops_reading_is_closed_at_max_buffer_size_and_a_reader_is_not() {
-    let addr = server();
+    slow_reader(Http::ActixWeb).await;
+}
+
+#[actix_web::test]
+async fn a_client_that_stops_reading_is_closed_at_max_buffer_size_on_sio_s_server() {
+    slow_reader(Http::Sio).await;
+}
+
+async fn slow_reader(http: Http) {
+    let reasons = Reasons::default();
+    let addr = server(http, reasons.clone());
 
     // The reader asks for the flood and reads all of it.
     let mut reader = ws_open(&addr).await;
@@ -86,7 +99,7 @@ async fn a_client_that_stops_reading_is_closed_at_max_buffer_size_and_a_reader_i
             received += 1;
         }
     }
-    assert!(REASONS.lock().unwrap().is_empty(), "the reader was closed");
+    assert!(reasons.lock().unwrap().is_empty(), "the reader was closed");
 
     // The silent client, with a small receive buffer, asks for the same flood and never reads.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -98,9 +111,8 @@ async fn a_client_that_stops_reading_is_closed_at_max_buffer_size_and_a_reader_i
         .write_all(&ws_frame(0x1, b"42[\"flood\"]"))
         .await
         .unwrap();
-    let reasons = reasons_after(Duration::from_secs(30), 1).await;
     assert_eq!(
-        reasons,
+        reasons_after(&reasons, Duration::from_secs(30), 1).await,
         ["buffer full"],
         "the silent client was not cut off"
     );

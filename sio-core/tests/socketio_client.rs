@@ -121,7 +121,11 @@ fn server(parser: Parser) -> SocketIo {
 }
 
 fn start(parser: Parser) -> std::net::SocketAddr {
-    common::start(move || {
+    start_on(common::Http::ActixWeb, parser)
+}
+
+fn start_on(http: common::Http, parser: Parser) -> std::net::SocketAddr {
+    common::start_on(http, move || {
         let io = server(parser);
         move |cfg: &mut actix_web::web::ServiceConfig| {
             cfg.service(io.service());
@@ -134,6 +138,14 @@ fn official_socketio_client() {
     let js = common::js_dir("socket.io-client");
     let script = js.join("socketio_client.mjs");
     common::run_client(Path::new("node"), &script, start(Parser::Json), &[]);
+}
+
+#[test]
+fn official_socketio_client_on_sio_s_server() {
+    let js = common::js_dir("socket.io-client");
+    let script = js.join("socketio_client.mjs");
+    let addr = start_on(common::Http::Sio, Parser::Json);
+    common::run_client(Path::new("node"), &script, addr, &[]);
 }
 
 #[test]

@@ -12,9 +12,10 @@
 //! payload 1 MB). Nothing is logged per message. On SIGTERM every client is told to
 //! reconnect, in-flight requests finish (at most 5 s), and the process exits.
 
-use actix_web::{App, HttpServer};
+use actix_web::App;
 use serde::Deserialize;
 use serde_json::Value;
+use sio_core::server::Server;
 use sio_core::{AckSender, Args, Bin, Data, Namespace, SocketIo, SocketRef};
 use sio_redis::RedisAdapter;
 
@@ -92,8 +93,10 @@ async fn main() -> std::io::Result<()> {
             .map_err(|_| std::io::Error::other("Redis subscriptions not confirmed within 10 s"))?;
     }
     let app_io = io.clone();
-    let server = HttpServer::new(move || App::new().service(app_io.service()))
-        .tcp_nodelay(true)
+    // sio's server rather than actix-web's `HttpServer`: the same App, but sio drives each
+    // WebSocket itself once it is upgraded, without actix-http's 16 KB of buffers per
+    // connection (TCP_NODELAY is on by default).
+    let server = Server::new(move || App::new().service(app_io.service()))
         // Signals are handled below, so that clients hear of the shutdown first.
         .disable_signals()
         .shutdown_timeout(5)

@@ -9,9 +9,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer};
+use actix_web::App;
 use serde_json::Value;
 use sio_core::engine::{Cors, Engine, EngineConfig, EngineConfigBuilder, Handler, Message, Socket};
+use sio_core::server::Server;
 use sio_core::{AckSender, Args, Bin, Data, Namespace, SocketIo, SocketRef};
 
 /// Sends every message back to the client that sent it, text as text, binary as binary.
@@ -79,7 +80,7 @@ async fn main() -> std::io::Result<()> {
     let engine = Engine::new(suite_timings(EngineConfig::builder()).build(), Echo);
     let io = socket_io();
     println!("conformance server on http://127.0.0.1:{port} (/engine.io/ and /socket.io/)");
-    HttpServer::new(move || App::new().service(engine.service()).service(io.service()))
+    Server::new(move || App::new().service(engine.service()).service(io.service()))
         .bind(("127.0.0.1", port))?
         .run()
         .await

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpServer, web};
 use sio_core::engine::{Handler, Message, Socket};
+use sio_core::server::Server;
 
 /// A bare Engine.IO handler that sends every message back, text as text, binary as binary.
 pub(crate) struct Echo;
@@ -23,9 +24,26 @@ impl Handler for Echo {
     }
 }
 
-/// Starts an actix-web server (two workers, like a real deployment sharing one session table)
-/// on a free port of 127.0.0.1, in its own thread, with the routes `make` sets up.
+/// The HTTP server an application runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Http {
+    /// actix-web's `HttpServer`.
+    ActixWeb,
+    /// `sio_core::server::Server`: sio drives upgraded connections itself.
+    Sio,
+}
+
+/// Starts an actix-web `HttpServer` (two workers, like a real deployment sharing one session
+/// table) on a free port of 127.0.0.1, in its own thread, with the routes `make` sets up.
 pub(crate) fn start<F>(make: impl FnOnce() -> F + Send + 'static) -> SocketAddr
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    start_on(Http::ActixWeb, make)
+}
+
+/// [`start`] on the given HTTP server.
+pub(crate) fn start_on<F>(http: Http, make: impl FnOnce() -> F + Send + 'static) -> SocketAddr
 where
     F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
@@ -33,12 +51,18 @@ where
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             let configure = make();
-            let server = HttpServer::new(move || App::new().configure(configure.clone()))
-                .workers(2)
-                .bind(("127.0.0.1", 0))
-                .unwrap();
-            tx.send(server.addrs()[0]).unwrap();
-            server.run().await.unwrap();
+            let app = move || App::new().configure(configure.clone());
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let server = match http {
+                Http::ActixWeb => HttpServer::new(app)
+                    .workers(2)
+                    .listen(listener)
+                    .unwrap()
+                    .run(),
+                Http::Sio => Server::new(app).workers(2).listen(listener).unwrap().run(),
+            };
+            server.await.unwrap();
         });
     });
     rx.recv_timeout(Duration::from_secs(10)).unwrap()
