@@ -13,7 +13,7 @@ use std::time::Duration;
 use actix_http::body::MessageBody;
 use actix_http::error::DispatchError;
 use actix_http::{HttpService, KeepAlive, Request, Response};
-use actix_server::ServerBuilder;
+use actix_server::{GracefulShutdownSignal, ServerBuilder};
 use actix_service::{
     IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt as _, map_config,
 };
@@ -55,6 +55,8 @@ pub struct Server<F, I, S, B> {
     factory: F,
     builder: ServerBuilder,
     http: Http,
+    /// Tells idle keep-alive connections that the server stops, as `HttpServer` does.
+    shutdown: GracefulShutdownSignal,
     /// The application `factory` makes, its service factory and body, as for `HttpServer`.
     app: PhantomData<App<I, S, B>>,
 }
@@ -81,9 +83,11 @@ where
 {
     /// A server that makes one application per worker with `factory`.
     pub fn new(factory: F) -> Self {
+        let builder = ServerBuilder::default();
         Server {
             factory,
-            builder: ServerBuilder::default(),
+            shutdown: builder.graceful_shutdown_signal(),
+            builder,
             http: Http {
                 keep_alive: KeepAlive::default(),
                 client_request_timeout: Duration::from_secs(5),
@@ -133,19 +137,19 @@ where
 
     /// Starts serving on the given listener when the server runs.
     pub fn listen(mut self, listener: TcpListener) -> io::Result<Self> {
-        let (factory, http) = (self.factory.clone(), self.http);
-        self.builder = self
-            .builder
-            .listen("sio", listener, move || Self::worker(factory(), http))?;
+        let (factory, http, shutdown) = (self.factory.clone(), self.http, self.shutdown.clone());
+        self.builder = self.builder.listen("sio", listener, move || {
+            Self::worker(factory(), http, shutdown.clone())
+        })?;
         Ok(self)
     }
 
     /// Starts serving on every address `addr` resolves to when the server runs.
     pub fn bind(mut self, addr: impl ToSocketAddrs) -> io::Result<Self> {
-        let (factory, http) = (self.factory.clone(), self.http);
-        self.builder = self
-            .builder
-            .bind("sio", addr, move || Self::worker(factory(), http))?;
+        let (factory, http, shutdown) = (self.factory.clone(), self.http, self.shutdown.clone());
+        self.builder = self.builder.bind("sio", addr, move || {
+            Self::worker(factory(), http, shutdown.clone())
+        })?;
         Ok(self)
     }
 
@@ -164,6 +168,7 @@ where
     fn worker(
         app: I,
         http: Http,
+        shutdown: GracefulShutdownSignal,
     ) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = DispatchError, InitError = ()>
     {
         let app = app
@@ -171,6 +176,10 @@ where
             .map_err(|err| err.into().error_response());
         let app = SharedApp::new(map_config(app, |()| AppConfig::default()));
         HttpService::build()
+            .graceful_shutdown_signal(move || {
+                let shutdown = shutdown.clone();
+                async move { shutdown.notified().await }
+            })
             .keep_alive(http.keep_alive)
             .client_request_timeout(http.client_request_timeout)
             .tcp_nodelay(http.tcp_nodelay)
