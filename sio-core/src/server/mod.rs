@@ -26,7 +26,8 @@ use upgraded::Upgrade;
 /// An HTTP/1.1 server for an actix-web application, like [`actix_web::HttpServer`], except
 /// that a connection upgraded to a WebSocket is driven by sio instead of by actix-http's
 /// dispatcher, which keeps 16 KB of buffers for as long as a connection lives. An idle
-/// Socket.IO WebSocket then costs about half the memory (see the book's "Scaling out").
+/// Socket.IO WebSocket then costs about half the memory (the book's "Getting started" has
+/// the numbers).
 ///
 /// Every request, upgrades included, still goes through the application: routes, middleware
 /// and other WebSocket handlers work as under `HttpServer`. What differs:

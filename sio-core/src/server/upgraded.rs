@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -155,6 +156,7 @@ where
         pipe: Some(pipe),
         body: Some(body),
         pending: buf.freeze(),
+        with_head: true,
         raw,
         linger: None,
     }
@@ -211,8 +213,8 @@ impl Drop for PipeReader {
 
 /// An upgraded connection: bytes from the client go to the pipe, the body's chunks to the
 /// client.
-struct Connection {
-    io: TcpStream,
+struct Connection<T> {
+    io: T,
     codec: h1::Codec,
     /// `None` once reading ended (the client closed, or the application dropped the payload).
     pipe: Option<Rc<RefCell<Pipe>>>,
@@ -220,13 +222,15 @@ struct Connection {
     body: Option<BoxBody>,
     /// Bytes to write before anything else.
     pending: Bytes,
+    /// `pending` is the response's head, not written yet.
+    with_head: bool,
     /// The body's chunks go out as they are (`101`); otherwise through the HTTP codec.
     raw: bool,
     /// Started when the client closed its side.
     linger: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl Connection {
+impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     /// Reads while the pipe has room.
     fn poll_read(&mut self, cx: &mut Context<'_>) {
         let Some(pipe) = &self.pipe else {
@@ -243,8 +247,9 @@ impl Connection {
                 pipe.writer = Some(cx.waker().clone());
                 return;
             }
-            let mut stack = [0u8; READ_SIZE];
-            let mut read = ReadBuf::new(&mut stack);
+            // Uninitialised: zeroing 8 KB on every wake-up would cost more than the read.
+            let mut stack = [MaybeUninit::<u8>::uninit(); READ_SIZE];
+            let mut read = ReadBuf::uninit(&mut stack);
             let end = match Pin::new(&mut self.io).poll_read(cx, &mut read) {
                 Poll::Pending => return,
                 Poll::Ready(Ok(())) if !read.filled().is_empty() => {
@@ -270,6 +275,20 @@ impl Connection {
 
     /// Writes what is pending and what the body gives; `Ready` once the connection is done.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if std::mem::take(&mut self.with_head) {
+            // The body's first chunk (a WebSocket's open packet, say) joins the response's
+            // head: one write, and one wake-up of the client, fewer per connection.
+            match self.poll_body(cx) {
+                Poll::Ready(Ok(Some(first))) => {
+                    let mut joined = BytesMut::with_capacity(self.pending.len() + first.len());
+                    joined.extend_from_slice(&self.pending);
+                    joined.extend_from_slice(&first);
+                    self.pending = joined.freeze();
+                }
+                Poll::Ready(Ok(None)) | Poll::Pending => {}
+                Poll::Ready(Err(())) => return Poll::Ready(()),
+            }
+        }
         loop {
             while !self.pending.is_empty() {
                 match Pin::new(&mut self.io).poll_write(cx, &self.pending) {
@@ -282,37 +301,50 @@ impl Connection {
                     Poll::Pending => return Poll::Pending,
                 }
             }
-            let Some(body) = &mut self.body else {
-                return Pin::new(&mut self.io).poll_shutdown(cx).map(|_| ());
-            };
-            let chunk = match Pin::new(body).poll_next(cx) {
-                Poll::Ready(Some(Ok(chunk))) => Some(chunk),
-                Poll::Ready(Some(Err(err))) => {
-                    tracing::debug!(%err, "upgraded connection's response failed");
-                    return Poll::Ready(());
+            match self.poll_body(cx) {
+                Poll::Ready(Ok(Some(next))) => self.pending = next,
+                Poll::Ready(Ok(None)) => {
+                    return Pin::new(&mut self.io).poll_shutdown(cx).map(|_| ());
                 }
-                Poll::Ready(None) => {
-                    self.body = None;
-                    None
-                }
+                Poll::Ready(Err(())) => return Poll::Ready(()),
                 Poll::Pending => return Poll::Pending,
-            };
-            self.pending = match chunk {
-                Some(chunk) if self.raw => chunk,
-                chunk => {
-                    let mut buf = BytesMut::new();
-                    if let Err(err) = self.codec.encode(Message::Chunk(chunk), &mut buf) {
-                        tracing::debug!(%err, "response chunk not encoded");
-                        return Poll::Ready(());
-                    }
-                    buf.freeze()
+            }
+        }
+    }
+
+    /// The body's next bytes as they go on the wire (its end included); `None` once the body
+    /// has ended, an error when it failed.
+    fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, ()>> {
+        let Some(body) = &mut self.body else {
+            return Poll::Ready(Ok(None));
+        };
+        let chunk = match Pin::new(body).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => Some(chunk),
+            Poll::Ready(Some(Err(err))) => {
+                tracing::debug!(%err, "upgraded connection's response failed");
+                return Poll::Ready(Err(()));
+            }
+            Poll::Ready(None) => {
+                self.body = None;
+                None
+            }
+            Poll::Pending => return Poll::Pending,
+        };
+        match chunk {
+            Some(chunk) if self.raw => Poll::Ready(Ok(Some(chunk))),
+            chunk => {
+                let mut buf = BytesMut::new();
+                if let Err(err) = self.codec.encode(Message::Chunk(chunk), &mut buf) {
+                    tracing::debug!(%err, "response chunk not encoded");
+                    return Poll::Ready(Err(()));
                 }
-            };
+                Poll::Ready(Ok(Some(buf.freeze())))
+            }
         }
     }
 }
 
-impl Future for Connection {
+impl<T: AsyncRead + AsyncWrite + Unpin> Future for Connection<T> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -325,5 +357,69 @@ impl Future for Connection {
             Some(linger) => linger.as_mut().poll(cx),
             None => Poll::Pending,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use futures_util::stream;
+
+    use super::*;
+
+    /// A client that never sends and records each write the server makes.
+    #[derive(Default)]
+    struct Recorder {
+        writes: Vec<Vec<u8>>,
+    }
+
+    impl AsyncRead for Recorder {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.get_mut().writes.push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[actix_web::test]
+    async fn the_first_chunk_leaves_with_the_head_and_the_rest_as_they_come() {
+        let chunks = [Bytes::from_static(b"first"), Bytes::from_static(b"second")];
+        let body = BoxBody::new(actix_http::body::BodyStream::new(stream::iter(
+            chunks.map(Ok::<_, Infallible>),
+        )));
+        let mut conn = Connection {
+            io: Recorder::default(),
+            codec: h1::Codec::default(),
+            pipe: None,
+            body: Some(body),
+            pending: Bytes::from_static(b"HEAD"),
+            with_head: true,
+            raw: true,
+            linger: None,
+        };
+        std::future::poll_fn(|cx| Pin::new(&mut conn).poll(cx)).await;
+        assert_eq!(conn.io.writes, [b"HEADfirst".to_vec(), b"second".to_vec()]);
     }
 }
