@@ -368,19 +368,25 @@ mod tests {
 
     use super::*;
 
-    /// A client that never sends and records each write the server makes.
+    /// A client that records each write the server makes, and sends without end when
+    /// `flood` is set (never otherwise).
     #[derive(Default)]
     struct Recorder {
         writes: Vec<Vec<u8>>,
+        flood: bool,
     }
 
     impl AsyncRead for Recorder {
         fn poll_read(
             self: Pin<&mut Self>,
             _: &mut Context<'_>,
-            _: &mut ReadBuf<'_>,
+            buf: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<()>> {
-            Poll::Pending
+            if !self.flood {
+                return Poll::Pending;
+            }
+            buf.put_slice(&vec![b'x'; buf.remaining()]);
+            Poll::Ready(Ok(()))
         }
     }
 
@@ -421,5 +427,53 @@ mod tests {
         };
         std::future::poll_fn(|cx| Pin::new(&mut conn).poll(cx)).await;
         assert_eq!(conn.io.writes, [b"HEADfirst".to_vec(), b"second".to_vec()]);
+    }
+
+    struct Flag(std::sync::atomic::AtomicBool);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_client_that_floods_is_read_only_as_fast_as_the_application_takes() {
+        let pipe = Rc::new(RefCell::new(Pipe::default()));
+        let mut reader = PipeReader(pipe.clone());
+        let mut conn = Connection {
+            io: Recorder {
+                flood: true,
+                ..Recorder::default()
+            },
+            codec: h1::Codec::default(),
+            pipe: Some(pipe.clone()),
+            body: None,
+            pending: Bytes::new(),
+            with_head: false,
+            raw: true,
+            linger: None,
+        };
+        let flag = std::sync::Arc::new(Flag(false.into()));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        conn.poll_read(&mut cx);
+        let unread = pipe.borrow().buf.len();
+        assert!(
+            (PIPE_LIMIT..PIPE_LIMIT + READ_SIZE).contains(&unread),
+            "{unread} bytes buffered"
+        );
+        // The application takes them: the connection is woken to read on.
+        let Poll::Ready(Some(Ok(chunk))) = Pin::new(&mut reader).poll_next(&mut cx) else {
+            panic!("nothing to take");
+        };
+        assert_eq!(chunk.len(), unread);
+        assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst));
+        conn.poll_read(&mut cx);
+        assert!(pipe.borrow().buf.len() >= PIPE_LIMIT);
+        // An application that drops its payload is not read for.
+        drop((reader, pipe));
+        conn.poll_read(&mut cx);
+        assert!(conn.pipe.is_none());
     }
 }
