@@ -460,6 +460,12 @@ impl<D> Socket<D> {
             return;
         }
         let mut queue = self.lock_queue();
+        if reason == CloseReason::BufferFull {
+            // A client that fell this far behind gets none of it: the memory goes now, not
+            // when its connection does (one that never reads may hold on for minutes).
+            queue.frames = VecDeque::new();
+            queue.bytes = 0;
+        }
         if reason != CloseReason::TransportClose {
             push(&mut queue, encode(&Packet::Close));
         }
@@ -673,6 +679,9 @@ mod tests {
         assert_eq!(s.send_text("d"), Err(SendError::BufferFull));
         assert_eq!(s.close_reason(), Some(CloseReason::BufferFull));
         assert_eq!(s.send_text("e"), Err(SendError::Closed));
+        // What it had not read is dropped: only the close packet is left for it.
+        assert_eq!(s.pop(), Some(encode(&Packet::Close)));
+        assert_eq!(s.pop(), None);
     }
 
     #[test]

@@ -43,6 +43,10 @@ const PIPE_LIMIT: usize = 64 * 1024;
 /// goes.
 const LINGER: Duration = Duration::from_secs(1);
 
+/// How long writing may make no progress before the connection is given up: its client
+/// stopped reading, and any session it carried was closed by its heartbeat long before.
+const WRITE_STALL: Duration = Duration::from_secs(60);
+
 /// actix-http's upgrade service factory: upgrade requests go to the same application as the
 /// others ([`SharedApp`]).
 pub(super) struct Upgrade<F: ServiceFactory<Request, Config = ()>, B> {
@@ -159,6 +163,8 @@ where
         with_head: true,
         raw,
         linger: None,
+        stall: None,
+        stalled: false,
     }
     .await;
 }
@@ -228,6 +234,9 @@ struct Connection<T> {
     raw: bool,
     /// Started when the client closed its side.
     linger: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Runs while the socket takes nothing ([`WRITE_STALL`]); kept for the next stall.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    stalled: bool,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
@@ -293,12 +302,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
             while !self.pending.is_empty() {
                 match Pin::new(&mut self.io).poll_write(cx, &self.pending) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(()),
-                    Poll::Ready(Ok(n)) => self.pending.advance(n),
+                    Poll::Ready(Ok(n)) => {
+                        self.pending.advance(n);
+                        self.stalled = false;
+                    }
                     Poll::Ready(Err(err)) => {
                         tracing::debug!(%err, "upgraded connection write failed");
                         return Poll::Ready(());
                     }
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => return self.poll_stall(cx),
                 }
             }
             match self.poll_body(cx) {
@@ -310,6 +322,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+
+    /// Times a write that makes no progress; `Ready` once it has stalled for too long.
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = tokio::time::Instant::now() + WRITE_STALL;
+        let stall = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !std::mem::replace(&mut self.stalled, true) {
+            stall.as_mut().reset(deadline);
+        }
+        if stall.as_mut().poll(cx).is_ready() {
+            tracing::debug!("upgraded connection's client stopped reading, closing it");
+            return Poll::Ready(());
+        }
+        Poll::Pending
     }
 
     /// The body's next bytes as they go on the wire (its end included); `None` once the body
@@ -374,6 +402,8 @@ mod tests {
     struct Recorder {
         writes: Vec<Vec<u8>>,
         flood: bool,
+        /// Takes no bytes, as a client that stopped reading once its buffers are full.
+        full: bool,
     }
 
     impl AsyncRead for Recorder {
@@ -396,6 +426,9 @@ mod tests {
             _: &mut Context<'_>,
             buf: &[u8],
         ) -> Poll<io::Result<usize>> {
+            if self.full {
+                return Poll::Pending;
+            }
             self.get_mut().writes.push(buf.to_vec());
             Poll::Ready(Ok(buf.len()))
         }
@@ -424,6 +457,8 @@ mod tests {
             with_head: true,
             raw: true,
             linger: None,
+            stall: None,
+            stalled: false,
         };
         std::future::poll_fn(|cx| Pin::new(&mut conn).poll(cx)).await;
         assert_eq!(conn.io.writes, [b"HEADfirst".to_vec(), b"second".to_vec()]);
@@ -453,6 +488,8 @@ mod tests {
             with_head: false,
             raw: true,
             linger: None,
+            stall: None,
+            stalled: false,
         };
         let flag = std::sync::Arc::new(Flag(false.into()));
         let waker = Waker::from(flag.clone());
@@ -475,5 +512,39 @@ mod tests {
         drop((reader, pipe));
         conn.poll_read(&mut cx);
         assert!(conn.pipe.is_none());
+    }
+
+    #[actix_web::test]
+    async fn a_client_that_takes_nothing_for_a_minute_is_let_go() {
+        tokio::time::pause();
+        let mut conn = Connection {
+            io: Recorder {
+                full: true,
+                ..Recorder::default()
+            },
+            codec: h1::Codec::default(),
+            pipe: None,
+            body: Some(BoxBody::new(())),
+            pending: Bytes::from_static(b"unsent"),
+            with_head: false,
+            raw: true,
+            linger: None,
+            stall: None,
+            stalled: false,
+        };
+        let flag = std::sync::Arc::new(Flag(false.into()));
+        let waker = Waker::from(flag);
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut conn).poll(&mut cx).is_pending());
+        tokio::time::advance(WRITE_STALL - Duration::from_secs(1)).await;
+        assert!(
+            Pin::new(&mut conn).poll(&mut cx).is_pending(),
+            "let go before the stall limit"
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(
+            Pin::new(&mut conn).poll(&mut cx).is_ready(),
+            "still held after the stall limit"
+        );
     }
 }
