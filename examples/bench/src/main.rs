@@ -96,36 +96,13 @@ async fn main() -> std::io::Result<()> {
     // sio's server rather than actix-web's `HttpServer`: the same App, but sio drives each
     // WebSocket itself once it is upgraded, without actix-http's 16 KB of buffers per
     // connection (TCP_NODELAY is on by default).
-    let server = Server::new(move || App::new().service(app_io.service()))
-        // Signals are handled below, so that clients hear of the shutdown first.
-        .disable_signals()
+    Server::new(move || App::new().service(app_io.service()))
+        // On SIGTERM new connections are refused, running handlers get up to 5 s to send the
+        // acks they owe, then every client is told to reconnect (to another node behind a
+        // load balancer), and the process exits.
+        .shutdown_on_signal(&io, std::time::Duration::from_secs(5))
         .shutdown_timeout(5)
         .bind(("127.0.0.1", port))?
-        .run();
-    let handle = server.handle();
-    actix_web::rt::spawn(async move {
-        stop_signal().await;
-        // New connections are refused, running handlers get up to 5 s to send the acks they
-        // owe, then every session gets a close packet, which clients treat as a lost
-        // connection: they reconnect (to another node behind a load balancer).
-        io.shutdown(std::time::Duration::from_secs(5)).await;
-        handle.stop(true).await;
-    });
-    server.await
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+        .run()
+        .await
 }

@@ -107,8 +107,10 @@ async fn main() -> std::io::Result<()> {
             .configure(assets::routes)
             .service(app_io.service())
     })
-    // Signals are handled below, so that clients hear of the shutdown first.
-    .disable_signals()
+    // On SIGTERM new connections are refused, running handlers get up to 5 s to send the
+    // acks they owe, then every session gets a close packet, which clients treat as a lost
+    // connection: they reconnect (to another node behind a load balancer).
+    .shutdown_on_signal(&io, Duration::from_secs(5))
     .shutdown_timeout(5)
     .bind((host.as_str(), port))?
     .run();
@@ -126,31 +128,5 @@ async fn main() -> std::io::Result<()> {
     }
     tracing::info!(%node, "chat listening on http://{host}:{port}");
 
-    let handle = server.handle();
-    actix_web::rt::spawn(async move {
-        stop_signal().await;
-        tracing::info!("stopping: clients are told to reconnect");
-        // New connections are refused, running handlers get up to 5 s to send the acks they
-        // owe, then every session gets a close packet, which clients treat as a lost
-        // connection: they reconnect (to another node behind a load balancer).
-        io.shutdown(std::time::Duration::from_secs(5)).await;
-        handle.stop(true).await;
-    });
     server.await
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -12,9 +12,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpResponse, web};
 use bytes::Bytes;
 use serde_json::{Value, json};
+use sio_core::server::Server;
 use sio_core::{
     AckSender, BroadcastOperators, Data, Namespace, RecoveryConfig, SocketIo, SocketRef, State,
 };
@@ -356,7 +357,7 @@ async fn main() -> std::io::Result<()> {
     let health = json!({"node": node_name, "adapter": adapter_kind, "ready": true});
     let app_io = io.clone();
     let app_health = health.clone();
-    let server = HttpServer::new(move || {
+    let server = Server::new(move || {
         let health = app_health.clone();
         App::new()
             .route(
@@ -369,36 +370,14 @@ async fn main() -> std::io::Result<()> {
             .service(app_io.service())
     })
     .workers(1)
-    .disable_signals()
+    // On SIGTERM new connections are refused, running handlers get up to 5 s to send the
+    // acks they owe, then every session gets a close packet, which clients treat as a lost
+    // connection: they reconnect (to another node behind a load balancer).
+    .shutdown_on_signal(&io, std::time::Duration::from_secs(5))
     .shutdown_timeout(2)
     .bind(("127.0.0.1", port))?
     .run();
     adapter.ready().await;
     println!("READY {health}");
-    let handle = server.handle();
-    actix_web::rt::spawn(async move {
-        stop_signal().await;
-        // New connections are refused, running handlers get up to 5 s to send the acks they
-        // owe, then every session gets a close packet, which clients treat as a lost
-        // connection: they reconnect (to another node behind a load balancer).
-        io.shutdown(std::time::Duration::from_secs(5)).await;
-        handle.stop(true).await;
-    });
     server.await
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -20,6 +20,7 @@ use actix_service::{
 use actix_web::dev::AppConfig;
 use actix_web::rt::net::TcpStream;
 
+use crate::SocketIo;
 use shared::SharedApp;
 use upgraded::Upgrade;
 
@@ -58,6 +59,8 @@ pub struct Server<F, I, S, B> {
     http: Http,
     /// Tells idle keep-alive connections that the server stops, as `HttpServer` does.
     shutdown: GracefulShutdownSignal,
+    /// Set by [`shutdown_on_signal`](Self::shutdown_on_signal): what a signal shuts down first.
+    on_signal: Option<(SocketIo, Duration)>,
     /// The application `factory` makes, its service factory and body, as for `HttpServer`.
     app: PhantomData<App<I, S, B>>,
 }
@@ -88,6 +91,7 @@ where
         Server {
             factory,
             shutdown: builder.graceful_shutdown_signal(),
+            on_signal: None,
             builder,
             http: Http {
                 keep_alive: KeepAlive::default(),
@@ -136,6 +140,35 @@ where
         self
     }
 
+    /// On SIGTERM or SIGINT, stops the way a Kubernetes pod should: new connections are
+    /// refused, running handlers get up to `grace` to send the acks they owe, every client is
+    /// told to reconnect (to another node behind the load balancer; see
+    /// [`SocketIo::shutdown`]), then the server stops, its workers given
+    /// [`shutdown_timeout`](Self::shutdown_timeout) for what remains. Replaces actix's own
+    /// handling of those signals.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use actix_web::App;
+    /// use sio_core::{Namespace, SocketIo, server::Server};
+    ///
+    /// #[actix_web::main]
+    /// async fn main() -> std::io::Result<()> {
+    ///     let io = SocketIo::builder().namespace(Namespace::new("/")).build();
+    ///     let app_io = io.clone();
+    ///     Server::new(move || App::new().service(app_io.service()))
+    ///         .shutdown_on_signal(&io, Duration::from_secs(5))
+    ///         .bind(("127.0.0.1", 3000))?
+    ///         .run()
+    ///         .await
+    /// }
+    /// ```
+    pub fn shutdown_on_signal(mut self, io: &SocketIo, grace: Duration) -> Self {
+        self.builder = self.builder.disable_signals();
+        self.on_signal = Some((io.clone(), grace));
+        self
+    }
+
     /// Starts serving on the given listener when the server runs.
     pub fn listen(mut self, listener: TcpListener) -> io::Result<Self> {
         let (factory, http, shutdown) = (self.factory.clone(), self.http, self.shutdown.clone());
@@ -161,7 +194,17 @@ where
     ///
     /// When nothing was bound (as `HttpServer::run`).
     pub fn run(self) -> actix_web::dev::Server {
-        self.builder.run()
+        let server = self.builder.run();
+        if let Some((io, grace)) = self.on_signal {
+            let handle = server.handle();
+            actix_web::rt::spawn(async move {
+                stop_signal().await;
+                tracing::info!(target: "sio::server", "stopping: clients are told to reconnect");
+                io.shutdown(grace).await;
+                handle.stop(true).await;
+            });
+        }
+        server
     }
 
     /// What a worker runs for a listener: actix-http's service with sio's upgrade service, both
@@ -187,6 +230,23 @@ where
             .upgrade(Upgrade::new(app.clone()))
             .finish(app)
             .tcp()
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(err) => {
+            tracing::warn!(target: "sio::server", %err, "SIGTERM cannot be caught, only SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
