@@ -249,7 +249,7 @@ tungstenite_version=$(lock_version tokio-tungstenite "$here/raw/Cargo.lock")
   echo "Run of $(date -u '+%Y-%m-%d %H:%M UTC'), $elapsed s of measurements: \`bench/run.sh$([[ $quick == 1 ]] && echo ' --quick')\`"
   echo
   echo "- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), server on core 0, loadgen on core 1"
-  echo "- sio $(git -C "$root" rev-parse --short HEAD) (examples/bench \`bench-server\`, actix-web), $(rustc -V | cut -d' ' -f1-2)"
+  echo "- sio $(git -C "$root" rev-parse --short HEAD) (examples/bench \`bench-server\`, actix-web on \`sio_core::server::Server\`), $(rustc -V | cut -d' ' -f1-2)"
   echo "- Node $(node -v), socket.io $socketio_version (pure-JS ws, WS_NO_BUFFER_UTIL=1)"
   echo "- socketioxide $socketioxide_version on axum 0.8 / tokio; bare: tokio-tungstenite $tungstenite_version (raw mode)"
   echo "- Redis rows: $(redis-server --version | cut -d' ' -f1-3), private, on core 1 with the load generator"
