@@ -281,6 +281,18 @@ async fn raw_tcp_abuse(http: Http) {
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 101"));
     still_serves(&mut victim, 401).await;
 
+    // A frame that announces more than max_payload (10,000 here) and sends none of it: the
+    // connection is failed at once (1009), not left buffering what the client sends.
+    let mut bytes = WS_HANDSHAKE.as_bytes().to_vec();
+    bytes.extend([0x81, 0x80 | 127, 0, 0, 1, 0, 0, 0, 0, 0, 1, 2, 3, 4]);
+    let answer = raw(&addr, &bytes).await;
+    assert!(
+        answer.windows(4).any(|w| w == [0x88, 0x02, 0x03, 0xf1]),
+        "no 1009 close frame: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    still_serves(&mut victim, 401).await;
+
     // An unmasked client frame and a frame with a reserved opcode: protocol errors.
     for frame in [vec![0x81, 0x02, b'4', b'2'], ws_frame(0x3, b"x")] {
         let mut bytes = WS_HANDSHAKE.as_bytes().to_vec();

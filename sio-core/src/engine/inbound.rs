@@ -63,6 +63,12 @@ impl Decoder {
             return None;
         }
         loop {
+            // actix-http's codec checks a frame's length against the limit only once the whole
+            // frame is in: a client announcing a huge frame could make it buffer without end.
+            if announced_len(&self.buf).is_some_and(|len| len > self.max as u64) {
+                tracing::debug!("WebSocket frame announced over max_payload");
+                return Some(self.fail(CloseCode::Size));
+            }
             let frame = match self.codec.decode(&mut self.buf) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => {
@@ -73,7 +79,13 @@ impl Decoder {
                     }
                     return None;
                 }
-                Err(err) => return Some(self.fail(&err)),
+                Err(err) => {
+                    tracing::debug!(%err, "WebSocket protocol error");
+                    return Some(self.fail(match err {
+                        ProtocolError::Overflow => CloseCode::Size,
+                        _ => CloseCode::Protocol,
+                    }));
+                }
             };
             let message = match frame {
                 Frame::Text(data) => text(data),
@@ -86,8 +98,8 @@ impl Decoder {
                     None => continue,
                 },
             };
-            if let Incoming::Failed(_) = message {
-                self.failed = true;
+            if let Incoming::Failed(code) = message {
+                return Some(self.fail(code));
             }
             return Some(message);
         }
@@ -129,15 +141,25 @@ impl Decoder {
         })
     }
 
-    fn fail(&mut self, err: &ProtocolError) -> Incoming {
-        tracing::debug!(%err, "WebSocket protocol error");
+    /// Fails the connection: nothing is decoded or kept after this.
+    fn fail(&mut self, code: CloseCode) -> Incoming {
         self.failed = true;
         self.buf = BytesMut::new();
         self.partial = None;
-        Incoming::Failed(match err {
-            ProtocolError::Overflow => CloseCode::Size,
-            _ => CloseCode::Protocol,
-        })
+        Incoming::Failed(code)
+    }
+}
+
+/// The payload length the frame at the start of `buf` announces, once its header has come
+/// that far (RFC 6455 §5.2: 7 bits, or 16 or 64 more).
+fn announced_len(buf: &[u8]) -> Option<u64> {
+    let len = buf.get(1)? & 0x7f;
+    match len {
+        126 => Some(u64::from(u16::from_be_bytes(
+            buf.get(2..4)?.try_into().ok()?,
+        ))),
+        127 => Some(u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?)),
+        len => Some(u64::from(len)),
     }
 }
 
@@ -288,6 +310,47 @@ mod tests {
             decoded(&mut decoder)[..],
             [Incoming::Failed(CloseCode::Size)]
         ));
+    }
+
+    #[test]
+    fn a_frame_announcing_more_than_the_limit_fails_before_its_payload_comes() {
+        for header in [
+            vec![FIN | TEXT, 0x80 | 126, 0x01, 0x00, 0, 0, 0, 0],
+            vec![FIN | BINARY, 0x80 | 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            vec![
+                TEXT,
+                0x80 | 127,
+                0xff,
+                0xff,
+                0xff,
+                0xff,
+                0xff,
+                0xff,
+                0xff,
+                0xff,
+            ],
+        ] {
+            let mut decoder = Decoder::new(255);
+            decoder.feed(&header);
+            assert!(
+                matches!(
+                    decoded(&mut decoder)[..],
+                    [Incoming::Failed(CloseCode::Size)]
+                ),
+                "{header:?}"
+            );
+            // What follows is not kept.
+            decoder.feed(&[0; 4096]);
+            assert!(decoded(&mut decoder).is_empty());
+            assert_eq!(decoder.buf.capacity(), 0);
+        }
+        // Exactly at the limit, and a header that has not fully come, are not failures.
+        let mut decoder = Decoder::new(255);
+        decoder.feed(&[FIN | TEXT, 0x80 | 126, 0x00]);
+        assert!(decoded(&mut decoder).is_empty());
+        decoder.feed(&[0xff, 0, 0, 0, 0]);
+        decoder.feed(&[b'4'; 255]);
+        assert!(matches!(decoded(&mut decoder)[..], [Incoming::Text(_)]));
     }
 
     #[test]
