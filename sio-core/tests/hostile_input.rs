@@ -293,11 +293,28 @@ async fn raw_tcp_abuse(http: Http) {
     );
     still_serves(&mut victim, 401).await;
 
-    // An unmasked client frame and a frame with a reserved opcode: protocol errors.
-    for frame in [vec![0x81, 0x02, b'4', b'2'], ws_frame(0x3, b"x")] {
+    // RFC 6455 violations: the connection is failed with a 1002 close frame at once.
+    let mut fragmented_ping = ws_frame(0x9, b"x");
+    fragmented_ping[0] &= 0x7f;
+    let mut reserved_bit = ws_frame(0x1, b"42[\"echo\"]");
+    reserved_bit[0] |= 0x40;
+    for frame in [
+        vec![0x81, 0x02, b'4', b'2'], // unmasked
+        ws_frame(0x3, b"x"),          // reserved opcode
+        ws_frame(0x9, &[b'x'; 126]),  // control frame over 125 bytes
+        fragmented_ping,              // control frame without FIN
+        ws_frame(0x8, b"\x03"),       // close with a 1-byte payload
+        ws_frame(0x0, b"x"),          // continuation of nothing
+        reserved_bit,                 // RSV1 without an extension
+    ] {
         let mut bytes = WS_HANDSHAKE.as_bytes().to_vec();
-        bytes.extend(frame);
-        raw(&addr, &bytes).await;
+        bytes.extend(&frame);
+        let answer = raw(&addr, &bytes).await;
+        assert!(
+            answer.windows(4).any(|w| w == [0x88, 0x02, 0x03, 0xea]),
+            "no 1002 close frame for {frame:?}: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
         still_serves(&mut victim, 402).await;
     }
 
