@@ -172,7 +172,7 @@ fn text(data: Bytes) -> Incoming {
 }
 
 /// A client's WebSocket messages, read from the request's payload: the bytes actix-http's
-/// dispatcher (or sio's upgrade dispatcher, `engine::upgrade`) read from the connection.
+/// dispatcher (or, on `server::Server`, sio's upgraded connection) read from the socket.
 pub(super) struct Inbound<S> {
     payload: S,
     decoder: Decoder,

@@ -154,19 +154,7 @@ where
         tracing::debug!(%err, "upgrade response not encoded");
         return;
     }
-    Connection {
-        io,
-        codec,
-        pipe: Some(pipe),
-        body: Some(body),
-        pending: buf.freeze(),
-        with_head: true,
-        raw,
-        linger: None,
-        stall: None,
-        stalled: false,
-    }
-    .await;
+    Connection::new(io, codec, Some(pipe), Some(body), buf.freeze(), raw).await;
 }
 
 /// What the connection read and the application has not taken yet.
@@ -240,6 +228,29 @@ struct Connection<T> {
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
+    /// A connection whose response `head` is not written yet; `raw` for a `101`.
+    fn new(
+        io: T,
+        codec: h1::Codec,
+        pipe: Option<Rc<RefCell<Pipe>>>,
+        body: Option<BoxBody>,
+        head: Bytes,
+        raw: bool,
+    ) -> Self {
+        Connection {
+            io,
+            codec,
+            pipe,
+            body,
+            pending: head,
+            with_head: true,
+            raw,
+            linger: None,
+            stall: None,
+            stalled: false,
+        }
+    }
+
     /// Reads while the pipe has room.
     fn poll_read(&mut self, cx: &mut Context<'_>) {
         let Some(pipe) = &self.pipe else {
@@ -448,18 +459,15 @@ mod tests {
         let body = BoxBody::new(actix_http::body::BodyStream::new(stream::iter(
             chunks.map(Ok::<_, Infallible>),
         )));
-        let mut conn = Connection {
-            io: Recorder::default(),
-            codec: h1::Codec::default(),
-            pipe: None,
-            body: Some(body),
-            pending: Bytes::from_static(b"HEAD"),
-            with_head: true,
-            raw: true,
-            linger: None,
-            stall: None,
-            stalled: false,
-        };
+        let head = Bytes::from_static(b"HEAD");
+        let mut conn = Connection::new(
+            Recorder::default(),
+            h1::Codec::default(),
+            None,
+            Some(body),
+            head,
+            true,
+        );
         std::future::poll_fn(|cx| Pin::new(&mut conn).poll(cx)).await;
         assert_eq!(conn.io.writes, [b"HEADfirst".to_vec(), b"second".to_vec()]);
     }
@@ -476,21 +484,18 @@ mod tests {
     async fn a_client_that_floods_is_read_only_as_fast_as_the_application_takes() {
         let pipe = Rc::new(RefCell::new(Pipe::default()));
         let mut reader = PipeReader(pipe.clone());
-        let mut conn = Connection {
-            io: Recorder {
-                flood: true,
-                ..Recorder::default()
-            },
-            codec: h1::Codec::default(),
-            pipe: Some(pipe.clone()),
-            body: None,
-            pending: Bytes::new(),
-            with_head: false,
-            raw: true,
-            linger: None,
-            stall: None,
-            stalled: false,
+        let client = Recorder {
+            flood: true,
+            ..Recorder::default()
         };
+        let mut conn = Connection::new(
+            client,
+            h1::Codec::default(),
+            Some(pipe.clone()),
+            None,
+            Bytes::new(),
+            true,
+        );
         let flag = std::sync::Arc::new(Flag(false.into()));
         let waker = Waker::from(flag.clone());
         let mut cx = Context::from_waker(&waker);
@@ -517,21 +522,12 @@ mod tests {
     #[actix_web::test]
     async fn a_client_that_takes_nothing_for_a_minute_is_let_go() {
         tokio::time::pause();
-        let mut conn = Connection {
-            io: Recorder {
-                full: true,
-                ..Recorder::default()
-            },
-            codec: h1::Codec::default(),
-            pipe: None,
-            body: Some(BoxBody::new(())),
-            pending: Bytes::from_static(b"unsent"),
-            with_head: false,
-            raw: true,
-            linger: None,
-            stall: None,
-            stalled: false,
+        let client = Recorder {
+            full: true,
+            ..Recorder::default()
         };
+        let (body, head) = (BoxBody::new(()), Bytes::from_static(b"unsent"));
+        let mut conn = Connection::new(client, h1::Codec::default(), None, Some(body), head, true);
         let flag = std::sync::Arc::new(Flag(false.into()));
         let waker = Waker::from(flag);
         let mut cx = Context::from_waker(&waker);
