@@ -324,6 +324,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
                     Poll::Pending => return self.poll_stall(cx),
                 }
             }
+            // Written: the chunk's memory goes back to the body before it is polled, so that
+            // its buffer is reused rather than allocated anew for every chunk.
+            self.pending = Bytes::new();
             match self.poll_body(cx) {
                 Poll::Ready(Ok(Some(next))) => self.pending = next,
                 Poll::Ready(Ok(None)) => {
