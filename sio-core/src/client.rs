@@ -16,7 +16,7 @@ use crate::socket::{Conn, DisconnectReason, Socket, SocketRef};
 /// Per-connection state: the sockets of each namespace and the packet decoder.
 #[derive(Debug, Default)]
 pub(crate) struct Connection {
-    sockets: Mutex<HashMap<String, SocketRef>>,
+    slots: Mutex<Slots>,
     decoder: Mutex<Option<Decoder>>,
     /// Set once any namespace connected; the connect timeout checks it.
     connected_once: AtomicBool,
@@ -25,29 +25,128 @@ pub(crate) struct Connection {
     joined: tokio::sync::Notify,
 }
 
+/// One place per namespace: a connection has at most one socket in each, and a CONNECT that
+/// is still running its middlewares (or reading the session store) holds the place already,
+/// so that a second CONNECT to the same namespace cannot make a second socket.
+#[derive(Debug, Default)]
+struct Slots {
+    by_namespace: HashMap<String, Slot>,
+    /// The connection closed: no socket may join any more.
+    closed: bool,
+    next_ticket: u64,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Joining(u64),
+    Joined(SocketRef),
+}
+
+/// The right to fill a namespace's place, handed out by [`Connection::reserve`].
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    ns: String,
+    id: u64,
+}
+
+/// Why a reserved place could not be filled.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FillError {
+    /// The connection closed in the meantime.
+    Closed,
+}
+
 impl Connection {
-    pub(crate) fn insert(&self, ns: String, socket: SocketRef) {
+    /// Holds the place of namespace `ns` for a CONNECT; `None` when the connection is closed or
+    /// the namespace is joined, or being joined, already.
+    fn reserve(&self, ns: &str) -> Option<Ticket> {
+        let mut slots = self.lock();
+        if slots.closed || slots.by_namespace.contains_key(ns) {
+            return None;
+        }
+        slots.next_ticket += 1;
+        let id = slots.next_ticket;
+        slots.by_namespace.insert(ns.to_owned(), Slot::Joining(id));
+        Some(Ticket {
+            ns: ns.to_owned(),
+            id,
+        })
+    }
+
+    /// Puts `socket` in the place `ticket` holds.
+    pub(crate) fn fill(&self, ticket: &Ticket, socket: &SocketRef) -> Result<(), FillError> {
+        let mut slots = self.lock();
+        if slots.closed {
+            return Err(FillError::Closed);
+        }
+        slots
+            .by_namespace
+            .insert(ticket.ns.clone(), Slot::Joined(socket.clone()));
+        drop(slots);
         self.connected_once.store(true, Ordering::Release);
         // `notify_one` keeps a permit when the task is not waiting yet.
         self.joined.notify_one();
-        self.lock().insert(ns, socket);
+        Ok(())
     }
 
-    pub(crate) fn remove(&self, ns: &str) -> Option<SocketRef> {
-        self.lock().remove(ns)
+    /// Gives up the place `ticket` holds (the CONNECT was refused).
+    fn abandon(&self, ticket: &Ticket) {
+        let mut slots = self.lock();
+        if matches!(slots.by_namespace.get(&ticket.ns), Some(Slot::Joining(id)) if *id == ticket.id)
+        {
+            slots.by_namespace.remove(&ticket.ns);
+        }
+    }
+
+    /// Frees the place of `socket` (it left its namespace).
+    pub(crate) fn remove(&self, socket: &SocketRef) {
+        let mut slots = self.lock();
+        let ns = socket.ns();
+        if matches!(slots.by_namespace.get(ns), Some(Slot::Joined(s)) if s == socket) {
+            slots.by_namespace.remove(ns);
+        }
     }
 
     fn get(&self, ns: &str) -> Option<SocketRef> {
-        self.lock().get(ns).cloned()
+        match self.lock().by_namespace.get(ns) {
+            Some(Slot::Joined(socket)) => Some(socket.clone()),
+            _ => None,
+        }
     }
 
     /// The connection's sockets, one per joined namespace.
     pub(crate) fn sockets(&self) -> Vec<SocketRef> {
-        self.lock().values().cloned().collect()
+        self.lock()
+            .by_namespace
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Joined(socket) => Some(socket.clone()),
+                Slot::Joining(_) => None,
+            })
+            .collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SocketRef>> {
-        self.sockets
+    /// Marks the connection closed and hands over its sockets: none can join after this.
+    fn close(&self) -> Vec<SocketRef> {
+        let mut slots = self.lock();
+        slots.closed = true;
+        std::mem::take(&mut slots.by_namespace)
+            .into_values()
+            .filter_map(|slot| match slot {
+                Slot::Joined(socket) => Some(socket),
+                Slot::Joining(_) => None,
+            })
+            .collect()
+    }
+
+    /// Whether [`Connection::close`] ran: a socket added to its namespace after that is not
+    /// among the sockets it handed over.
+    fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -115,7 +214,7 @@ impl engine::Handler for Client {
     }
 
     fn on_close(&self, conn: &Arc<Conn>, reason: CloseReason) {
-        for socket in conn.data.sockets() {
+        for socket in conn.data.close() {
             socket.nsp().remove_socket(&socket, reason.into());
         }
     }
@@ -187,10 +286,10 @@ impl Client {
             refuse(conn, self.io.config.parser, ns, &refusal);
             return;
         };
-        if conn.data.get(&ns).is_some() {
+        let Some(ticket) = conn.data.reserve(&ns) else {
             tracing::debug!(sid = %conn.sid(), %ns, "namespace joined twice, ignored");
             return;
-        }
+        };
         let auth = auth.unwrap_or_else(|| serde_json::Value::Object(Default::default()));
         let wanted = wanted_session(&auth);
         if let (Some((pid, offset)), Some(store)) = (&wanted, nsp.session_store()) {
@@ -210,7 +309,7 @@ impl Client {
                     Some(session) => restoring(&nsp, session, offset).await,
                     None => None,
                 };
-                proceed(nsp, conn, ns, auth, restored).await;
+                proceed(nsp, conn, ticket, auth, restored).await;
             });
             return;
         }
@@ -224,9 +323,10 @@ impl Client {
         });
         let conn = conn.clone();
         if nsp.has_middlewares() {
-            tokio::spawn(proceed(nsp, conn, ns, auth, restored));
+            tokio::spawn(proceed(nsp, conn, ticket, auth, restored));
         } else {
-            connect_socket(nsp, conn, auth, restored);
+            let socket = new_socket(&nsp, &conn, auth, restored.as_ref());
+            finish_connect(socket, &ticket, restored);
         }
     }
 }
@@ -270,7 +370,7 @@ fn wanted_session(auth: &serde_json::Value) -> Option<(crate::engine::Sid, Strin
 async fn proceed(
     nsp: Arc<Nsp>,
     conn: Arc<Conn>,
-    ns: String,
+    ticket: Ticket,
     auth: serde_json::Value,
     restored: Restored,
 ) {
@@ -281,15 +381,11 @@ async fn proceed(
         && !skip_middlewares
         && let Err(refusal) = nsp.run_middlewares(&socket).await
     {
-        refuse(&conn, nsp.parser(), ns, &refusal);
+        conn.data.abandon(&ticket);
+        refuse(&conn, nsp.parser(), ticket.ns, &refusal);
         return;
     }
-    finish_connect(socket, restored);
-}
-
-fn connect_socket(nsp: Arc<Nsp>, conn: Arc<Conn>, auth: serde_json::Value, restored: Restored) {
-    let socket = new_socket(&nsp, &conn, auth, restored.as_ref());
-    finish_connect(socket, restored);
+    finish_connect(socket, &ticket, restored);
 }
 
 fn new_socket(
@@ -306,8 +402,12 @@ fn new_socket(
 
 /// Adds the socket to its namespace, answers the CONNECT (with `pid` when recovery is on),
 /// sends a recovered socket what it missed, then runs the connect handler.
-fn finish_connect(socket: SocketRef, restored: Restored) {
-    if socket.conn().is_closed() {
+fn finish_connect(socket: SocketRef, ticket: &Ticket, restored: Restored) {
+    let conn = socket.conn().clone();
+    // The place first, then the namespace: a close that runs in between (on another thread)
+    // either finds the socket in its place and removes it, or has marked the connection closed
+    // and the socket is taken out again below.
+    if conn.data.fill(ticket, &socket).is_err() {
         return;
     }
     let nsp = socket.nsp().clone();
@@ -317,7 +417,19 @@ fn finish_connect(socket: SocketRef, restored: Restored) {
         .as_ref()
         .and_then(|_| nsp.recovery())
         .map(|r| r.restoring());
-    nsp.add_socket(socket.clone());
+    if !nsp.add_socket(socket.clone()) {
+        // A recovered id that is live on this node already: the session is not for taking.
+        drop(gate);
+        conn.data.remove(&socket);
+        let refusal = crate::ConnectError::new("session in use");
+        refuse(&conn, nsp.parser(), ticket.ns.clone(), &refusal);
+        return;
+    }
+    if conn.data.is_closed() {
+        drop(gate);
+        nsp.remove_socket(&socket, DisconnectReason::TransportClose);
+        return;
+    }
     // Socket.IO v4 clients compute their socket id themselves: the answer carries nothing.
     let reply = (!legacy(socket.conn())).then(|| {
         let mut reply = serde_json::Map::new();

@@ -597,19 +597,47 @@ impl Nsp {
         self.shared.backend.as_ref()?.session_store()
     }
 
-    /// Writes a live socket's session through to the store, so that its client can recover
-    /// on another node even if this one is killed.
+    /// Writes a connected socket's session through to the store, so that its client can
+    /// recover on another node even if this one is killed. A socket that left writes nothing:
+    /// a `join` or `set_data` after a kick must not bring its session back.
     pub(crate) fn save_session(&self, socket: &Socket) {
         let (Some(store), Some(recovery), Some(pid)) =
             (self.session_store(), &self.recovery, socket.pid())
         else {
             return;
         };
+        let _order = socket.session_writes();
+        if !socket.connected() {
+            return;
+        }
         store.save(
             &self.path,
             &self.session_of(socket, pid).to_stored(),
             recovery.config().max_disconnection_duration,
         );
+    }
+
+    /// Marks `socket` disconnected and leaves its session for its client's return (released
+    /// in the store, or kept in this node's memory), unless `reason` says it will not come
+    /// back: then the store forgets it. Under the socket's write order, so that no save that
+    /// saw it connected lands after this.
+    fn leave_session(&self, socket: &Socket, reason: DisconnectReason) {
+        let _order = socket.session_writes();
+        socket.set_connected(false);
+        let (Some(recovery), Some(pid)) = (&self.recovery, socket.pid()) else {
+            return;
+        };
+        match self.session_store() {
+            // Rewritten now so that it lasts max_disconnection_duration from the disconnection.
+            Some(store) if reason.is_recoverable() => store.release(
+                &self.path,
+                &self.session_of(socket, pid).to_stored(),
+                recovery.config().max_disconnection_duration,
+            ),
+            Some(store) => store.remove(&self.path, &pid.to_string()),
+            None if reason.is_recoverable() => recovery.persist(self.session_of(socket, pid)),
+            None => {}
+        }
     }
 
     /// What a client needs to recover `socket`, whose private session id is `pid`.
@@ -690,13 +718,21 @@ impl Nsp {
         Ok(())
     }
 
-    /// Adds a socket that passed the middlewares, then runs the connect handler.
-    pub(crate) fn add_socket(&self, socket: SocketRef) {
-        socket.set_connected(true);
-        self.write().insert(socket.id(), socket.clone());
+    /// Adds a socket that passed the middlewares; false when a socket with its id is connected
+    /// already (a recovered session whose socket is still live), which is left alone.
+    pub(crate) fn add_socket(&self, socket: SocketRef) -> bool {
+        {
+            let mut sockets = self.write();
+            let std::collections::hash_map::Entry::Vacant(place) = sockets.entry(socket.id())
+            else {
+                return false;
+            };
+            socket.set_connected(true);
+            place.insert(socket.clone());
+        }
         self.join(socket.id(), vec![socket.id().to_string()]);
-        socket.conn().data.insert(self.path.clone(), socket.clone());
         socket.nsp().keep_sessions_alive();
+        true
     }
 
     /// Runs the connect handler of a socket that was just added.
@@ -708,30 +744,27 @@ impl Nsp {
 
     /// Removes a socket (once) and runs the disconnect handler.
     pub(crate) fn remove_socket(&self, socket: &Socket, reason: DisconnectReason) {
-        let Some(socket) = self.write().remove(&socket.id()) else {
-            return;
+        let socket = {
+            let mut sockets = self.write();
+            // Only this very socket: another with the same id (a recovered session) stays.
+            match sockets.get(&socket.id()) {
+                Some(found) if std::ptr::eq::<Socket>(&**found, socket) => {}
+                _ => return,
+            }
+            let Some(socket) = sockets.remove(&socket.id()) else {
+                return;
+            };
+            socket
         };
         if let Some(handler) = &self.handlers.disconnecting {
             let mut ctx = Context::new(socket.clone());
             ctx.reason = Some(reason);
             call(handler, ctx, "disconnecting");
         }
-        socket.set_connected(false);
-        if let (Some(store), Some(pid)) = (self.session_store(), socket.pid()) {
-            // Rewritten now so that it lasts max_disconnection_duration from the disconnection.
-            if reason.is_recoverable() {
-                self.save_session(&socket);
-            } else {
-                store.remove(&self.path, &pid.to_string());
-            }
-        } else if let (Some(recovery), Some(pid)) = (&self.recovery, socket.pid())
-            && reason.is_recoverable()
-        {
-            recovery.persist(self.session_of(&socket, pid));
-        }
+        self.leave_session(&socket, reason);
         let deleted = self.adapter.leave_all(socket.id());
         self.rooms_changed(&[], &deleted);
-        socket.conn().data.remove(&self.path);
+        socket.conn().data.remove(&socket);
         socket.drop_acks();
         tracing::debug!(socket = %socket.id(), ns = %self.path, %reason, "socket disconnected");
         if let Some(handler) = &self.handlers.disconnect {

@@ -121,6 +121,9 @@ pub struct Socket {
     conn: Arc<Conn>,
     handshake: Handshake,
     connected: AtomicBool,
+    /// Orders the writes of this socket's recovery session: a save that saw the socket
+    /// connected reaches the store before the disconnection's release or removal.
+    session_writes: Mutex<()>,
     acks: Mutex<HashMap<u64, oneshot::Sender<AckResponse>>>,
     /// Typed per-socket data, for this node only.
     pub extensions: Extensions,
@@ -207,6 +210,7 @@ impl Socket {
             conn,
             handshake: Handshake { auth },
             connected: AtomicBool::new(false),
+            session_writes: Mutex::new(()),
             acks: Mutex::new(HashMap::new()),
             extensions: Extensions::default(),
             data: Mutex::new(Value::Object(serde_json::Map::new())),
@@ -412,6 +416,13 @@ impl Socket {
 
     pub(crate) fn nsp(&self) -> &Arc<Nsp> {
         &self.nsp
+    }
+
+    /// Held while this socket's recovery session is written (see `Nsp::save_session`).
+    pub(crate) fn session_writes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.session_writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn set_connected(&self, connected: bool) {

@@ -112,6 +112,10 @@ impl SessionStore for Sessions {
         }
     }
 
+    fn release(&self, ns: &str, session: &RecoverableSession, ttl: Duration) {
+        self.save(ns, session, ttl);
+    }
+
     fn remove(&self, _ns: &str, pid: &str) {
         self.queue(Write::Remove {
             key: self.format.key(pid),

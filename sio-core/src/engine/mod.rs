@@ -416,8 +416,14 @@ impl<H: Handler> Engine<H> {
             Packet::Message(text) => self.inner.handler.on_message(socket, Message::Text(text)),
             Packet::Binary(data) => self.inner.handler.on_message(socket, Message::Binary(data)),
             Packet::Pong => socket.on_pong(),
+            Packet::Ping if socket.protocol() == Protocol::V4 => {
+                // In v4 the server pings. Answering a client's ping would let it keep a session
+                // alive without ever reading, and queue pongs it never takes (Node closes too).
+                tracing::debug!(sid = %socket.sid(), "invalid heartbeat direction, closing the session");
+                socket.close(CloseReason::TransportError);
+            }
             Packet::Ping => {
-                // A v3 client's heartbeat (v4 clients do not ping, but an answer costs nothing).
+                // A v3 client's heartbeat; the pong counts against its buffer.
                 socket.on_pong();
                 socket.send_control(&Packet::Pong);
             }

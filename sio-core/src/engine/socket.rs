@@ -186,7 +186,8 @@ impl RequestInfo {
 #[derive(Debug, Default)]
 struct Queue {
     frames: VecDeque<Frame>,
-    /// Payload bytes of the frames in `frames`.
+    /// What the frames in `frames` cost: their payload bytes plus [`FRAME_OVERHEAD`] each
+    /// (see [`queued_size`]).
     bytes: usize,
     /// The body of a local WebSocket waiting in [`Socket::poll_pop`] for a frame.
     body: Option<Waker>,
@@ -333,7 +334,7 @@ impl<D> Socket<D> {
         let mut queue = self.lock_queue();
         let (mut added, mut pushed) = (0, 0);
         for frame in frames {
-            added += frame.payload_len();
+            added += queued_size(&frame);
             if queue.bytes + added > self.max_buffer_size {
                 // Take back the frames of this call that were already queued.
                 let kept = queue.frames.len().saturating_sub(pushed);
@@ -367,11 +368,12 @@ impl<D> Socket<D> {
         self.send(Frame::Binary(data))
     }
 
-    /// Queues a control packet; it does not count against `max_buffer_size`.
+    /// Queues a control packet (a ping, a v3 pong). It counts against `max_buffer_size` like
+    /// any frame: a client that makes the server queue them without reading (a v3 ping flood
+    /// over polling) fills its own buffer and loses its session, not the node's memory.
     pub(crate) fn send_control(&self, packet: &Packet) {
-        let mut queue = self.lock_queue();
-        push(&mut queue, encode(packet));
-        self.wake_reader(queue);
+        // A closed or full session has nothing more to hear.
+        let _ = self.send(encode(packet));
     }
 
     /// Wakes the queue's reader after a change: a WebSocket body waiting in `poll_pop`, or
@@ -411,7 +413,7 @@ impl<D> Socket<D> {
                 }
                 return None;
             };
-            queue.bytes -= frame.payload_len();
+            queue.bytes -= queued_size(&frame);
             frame
         };
         self.count_out(1, frame.payload_len());
@@ -433,14 +435,14 @@ impl<D> Socket<D> {
         let mut out = Vec::new();
         let mut bytes = 0;
         while let Some(front) = queue.frames.front() {
-            let len = front.payload_len();
+            let (len, cost) = (front.payload_len(), queued_size(front));
             // Frames after the first one take a separator too.
             let needed = if out.is_empty() { len } else { len + 1 };
             if !out.is_empty() && bytes + needed > max_bytes {
                 break;
             }
             bytes += needed;
-            queue.bytes -= len;
+            queue.bytes -= cost;
             if let Some(frame) = queue.frames.pop_front() {
                 out.push(frame);
             }
@@ -522,7 +524,7 @@ impl<D> Socket<D> {
     /// Puts a drained frame back at the head of the queue, for the next poll.
     pub(crate) fn requeue(&self, frame: Frame) {
         let mut queue = self.lock_queue();
-        queue.bytes += frame.payload_len();
+        queue.bytes += queued_size(&frame);
         queue.frames.push_front(frame);
     }
 
@@ -605,8 +607,17 @@ impl<D> Socket<D> {
 }
 
 fn push(queue: &mut Queue, frame: Frame) {
-    queue.bytes += frame.payload_len();
+    queue.bytes += queued_size(&frame);
     queue.frames.push_back(frame);
+}
+
+/// What a queued frame is counted as against `max_buffer_size`: its payload and the frame
+/// itself. Counting payload bytes alone let a flood of one-byte frames (pongs, empty events)
+/// hold about 20 times the limit in memory before the limit was reached.
+const FRAME_OVERHEAD: usize = std::mem::size_of::<Frame>();
+
+fn queued_size(frame: &Frame) -> usize {
+    frame.payload_len() + FRAME_OVERHEAD
 }
 
 #[cfg(test)]
@@ -647,12 +658,17 @@ mod tests {
         assert!(s.drain(100).is_empty());
     }
 
+    /// Room for `n` one-character messages.
+    fn room_for(n: usize) -> usize {
+        n * queued_size(&Frame::message("a"))
+    }
+
     #[test]
     fn pops_in_order_and_frees_the_buffer() {
-        let s = socket(4);
+        let s = socket(room_for(2));
         s.send_text("a").unwrap();
         s.send_text("b").unwrap();
-        // The queue holds 4 of 4 bytes: a third frame would not fit until one leaves.
+        // The queue is full: a third frame would not fit until one leaves.
         assert_eq!(s.pop(), Some(Frame::message("a")));
         s.send_text("c").unwrap();
         assert_eq!(s.pop(), Some(Frame::message("b")));
@@ -674,7 +690,7 @@ mod tests {
 
     #[test]
     fn a_full_buffer_closes_the_session() {
-        let s = socket(4);
+        let s = socket(room_for(1) + 2);
         s.send_text("abc").unwrap();
         assert_eq!(s.send_text("d"), Err(SendError::BufferFull));
         assert_eq!(s.close_reason(), Some(CloseReason::BufferFull));
@@ -705,5 +721,18 @@ mod tests {
         let later = Instant::now() + std::time::Duration::from_secs(5);
         let (answered, ()) = tokio::join!(s.ping(later), async { s.on_pong() });
         assert!(answered);
+    }
+
+    #[test]
+    fn control_frames_count_against_the_buffer() {
+        let s = socket(room_for(100));
+        // A v3 client that pings without ever polling: its pongs pile up until the buffer is
+        // full, then the session closes and the queue is freed.
+        for _ in 0..1_000 {
+            s.send_control(&Packet::Pong);
+        }
+        assert_eq!(s.close_reason(), Some(CloseReason::BufferFull));
+        assert_eq!(s.pop(), Some(encode(&Packet::Close)));
+        assert_eq!(s.pop(), None);
     }
 }

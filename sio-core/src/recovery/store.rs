@@ -48,6 +48,16 @@ impl RecoverableSession {
 /// [`Backend::session_store`](crate::Backend::session_store)). Missed broadcasts are not kept
 /// here: every node already logs every broadcast of the cluster for its own recovering clients.
 ///
+/// What a store must guarantee, since the `pid` a client presents is all that recovery trusts:
+/// - a session belongs to the namespace it was saved for: [`take`](SessionStore::take) for
+///   another namespace finds nothing;
+/// - a session [`save`](SessionStore::save)d for a connected socket cannot be taken while that
+///   socket's node is alive: only once it is [`release`](SessionStore::release)d (its socket
+///   disconnected and may come back), or once its node is gone (killed);
+/// - after [`remove`](SessionStore::remove) nothing can be taken, and no write that this node
+///   made before it brings the session back: one node's writes apply in the order made;
+/// - a take succeeds once: a second take finds nothing.
+///
 /// ```
 /// use std::time::Duration;
 /// use sio_core::{BackendFuture, RecoverableSession, SessionStore};
@@ -57,6 +67,7 @@ impl RecoverableSession {
 ///
 /// impl SessionStore for Nowhere {
 ///     fn save(&self, _ns: &str, _session: &RecoverableSession, _ttl: Duration) {}
+///     fn release(&self, _ns: &str, _session: &RecoverableSession, _ttl: Duration) {}
 ///     fn remove(&self, _ns: &str, _pid: &str) {}
 ///     fn take(&self, _ns: &str, _pid: &str) -> BackendFuture<Option<RecoverableSession>> {
 ///         Box::pin(async { Ok(None) })
@@ -64,13 +75,20 @@ impl RecoverableSession {
 /// }
 /// ```
 pub trait SessionStore: Send + Sync + fmt::Debug {
-    /// Writes (or rewrites) a session, kept for `ttl` from now. Fire and forget: a failed
-    /// write costs only that session's recovery.
+    /// Writes (or rewrites) the session of a socket connected to this node, kept for `ttl`
+    /// from now, so that its client can recover elsewhere if this node is killed. It cannot be
+    /// taken while this node is alive. Fire and forget: a failed write costs only that
+    /// session's recovery.
     fn save(&self, ns: &str, session: &RecoverableSession, ttl: Duration);
 
-    /// Forgets a session that will not come back (a clean disconnection).
+    /// The socket disconnected and its client may come back: from now on its session (this
+    /// last state of it) can be taken, for `ttl`.
+    fn release(&self, ns: &str, session: &RecoverableSession, ttl: Duration);
+
+    /// Forgets a session that will not come back (a clean disconnection, a kick).
     fn remove(&self, ns: &str, pid: &str);
 
-    /// Takes a session away (once: a second take finds nothing).
+    /// Takes a released session of namespace `ns` away, or one whose node is gone (once: a
+    /// second take finds nothing).
     fn take(&self, ns: &str, pid: &str) -> BackendFuture<Option<RecoverableSession>>;
 }
