@@ -44,6 +44,11 @@ pub struct SocketIoConfig {
     pub recovery: Option<RecoveryConfig>,
     /// The packet format (`parser`). Default JSON.
     pub parser: Parser,
+    /// How many namespaces [`SocketIoBuilder::dynamic_namespace`] may create; a client asking
+    /// for one more gets `Invalid namespace`. Each one costs memory, and subscriptions on a
+    /// Redis backend, for the server's lifetime: without a bound one client could create them
+    /// by the million. Default 10,000.
+    pub max_dynamic_namespaces: usize,
 }
 
 /// The cluster backend, kept apart from the plain settings so that they stay `Clone + Debug`
@@ -58,17 +63,31 @@ impl Default for SocketIoConfig {
             parser_limits: Limits::default(),
             recovery: None,
             parser: Parser::Json,
+            max_dynamic_namespaces: 10_000,
         }
     }
 }
 
 type Predicate = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
+/// Whether a client may name a dynamic namespace `path`, whatever the application's predicate
+/// says: not too long, and none of the characters that take a meaning where namespace names
+/// become cluster channel names (`#` separates a channel's parts in Node's adapters) or log
+/// lines (control characters).
+fn dynamic_name_allowed(path: &str) -> bool {
+    path.len() <= MAX_DYNAMIC_NAME && !path.chars().any(|c| c == '#' || c.is_control())
+}
+
+/// The longest name a dynamic namespace may have, in bytes.
+const MAX_DYNAMIC_NAME: usize = 256;
+
 /// What the Engine.IO handler shares with the [`SocketIo`] handle.
 pub(crate) struct IoInner {
     pub(crate) config: SocketIoConfig,
     shared: Arc<Shared>,
     namespaces: RwLock<HashMap<String, Arc<Nsp>>>,
+    /// How many of `namespaces` the builder made (the others were made on demand).
+    fixed: usize,
     dynamic: Vec<(Predicate, Arc<Handlers>)>,
 }
 
@@ -87,6 +106,9 @@ impl IoInner {
         if let Some(nsp) = self.read().get(path) {
             return Some(nsp.clone());
         }
+        if !dynamic_name_allowed(path) {
+            return None;
+        }
         let handlers = self
             .dynamic
             .iter()
@@ -96,6 +118,14 @@ impl IoInner {
             .namespaces
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let created = namespaces.len().saturating_sub(self.fixed);
+        if !namespaces.contains_key(path) && created >= self.config.max_dynamic_namespaces {
+            tracing::warn!(
+                max = self.config.max_dynamic_namespaces,
+                "max_dynamic_namespaces reached, namespace refused"
+            );
+            return None;
+        }
         let nsp = namespaces
             .entry(path.to_owned())
             .or_insert_with(|| Nsp::new(path.to_owned(), handlers, self.shared.clone()));
@@ -241,18 +271,28 @@ impl SocketIo {
     /// let metrics = io.metrics();
     /// assert_eq!(metrics.traffic.sessions, 0);
     /// assert_eq!(metrics.sockets, vec![("/".to_owned(), 0)]);
+    /// assert_eq!(metrics.rooms, vec![("/".to_owned(), 0)]);
+    /// assert_eq!(metrics.pending_acks, 0);
     /// ```
     pub fn metrics(&self) -> Metrics {
-        let mut sockets: Vec<(String, usize)> = self
-            .inner
-            .read()
-            .iter()
-            .map(|(path, nsp)| (path.clone(), nsp.socket_count()))
-            .collect();
-        sockets.sort();
+        let namespaces = self.inner.read();
+        let per_namespace = |count: fn(&Nsp) -> usize| {
+            let mut counts: Vec<(String, usize)> = namespaces
+                .iter()
+                .map(|(path, nsp)| (path.clone(), count(nsp)))
+                .collect();
+            counts.sort();
+            counts
+        };
+        let sockets = per_namespace(Nsp::socket_count);
+        let rooms = per_namespace(Nsp::room_count);
+        let pending_acks = namespaces.values().map(|nsp| nsp.pending_acks()).sum();
+        drop(namespaces);
         Metrics {
             traffic: self.engine.traffic(),
             sockets,
+            rooms,
+            pending_acks,
             handler_errors: self
                 .inner
                 .shared
@@ -307,6 +347,10 @@ pub struct Metrics {
     pub traffic: TrafficStats,
     /// Sockets connected on this node, by namespace.
     pub sockets: Vec<(String, usize)>,
+    /// Rooms of this node's sockets, by namespace (each socket's own room included).
+    pub rooms: Vec<(String, usize)>,
+    /// Acks the server waits for from this node's clients.
+    pub pending_acks: usize,
     /// Handlers that returned an error (each answered its ack with `{"error": ...}`).
     pub handler_errors: u64,
     /// Sticky-free forwarding counters; `None` when forwarding is off.
@@ -365,6 +409,12 @@ impl SocketIoBuilder {
     /// Sets [`SocketIoConfig::ack_timeout`].
     pub fn ack_timeout(mut self, timeout: Duration) -> Self {
         self.config.ack_timeout = timeout;
+        self
+    }
+
+    /// Sets [`SocketIoConfig::max_dynamic_namespaces`].
+    pub fn max_dynamic_namespaces(mut self, max: usize) -> Self {
+        self.config.max_dynamic_namespaces = max;
         self
     }
 
@@ -497,6 +547,7 @@ impl SocketIoBuilder {
         let inner = Arc::new(IoInner {
             config: self.config,
             shared,
+            fixed: namespaces.len(),
             namespaces: RwLock::new(namespaces),
             dynamic,
         });

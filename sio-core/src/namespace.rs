@@ -367,7 +367,7 @@ impl Nsp {
                 .map(|(_, socket)| socket.clone())
                 .collect();
         }
-        let ids = self.adapter.targets(opts, self.socket_ids().into_iter());
+        let ids = self.adapter.targets(opts, || self.socket_ids());
         let sockets = self.read();
         ids.into_iter()
             .filter_map(|sid| sockets.get(&sid).cloned())
@@ -532,6 +532,7 @@ impl Nsp {
             args, attachments, ..
         } = &packet.data
             && let Some(Value::String(offset)) = args.as_array().and_then(|a| a.last())
+            && Recovery::is_offset(offset)
         {
             recovery.log(
                 offset.clone(),
@@ -601,15 +602,20 @@ impl Nsp {
     /// recover on another node even if this one is killed. A socket that left writes nothing:
     /// a `join` or `set_data` after a kick must not bring its session back.
     pub(crate) fn save_session(&self, socket: &Socket) {
+        let _membership = socket.membership();
+        if socket.connected() {
+            self.write_session(socket);
+        }
+    }
+
+    /// [`Nsp::save_session`] for a caller that holds the socket's membership lock and saw it
+    /// connected.
+    pub(crate) fn write_session(&self, socket: &Socket) {
         let (Some(store), Some(recovery), Some(pid)) =
             (self.session_store(), &self.recovery, socket.pid())
         else {
             return;
         };
-        let _order = socket.session_writes();
-        if !socket.connected() {
-            return;
-        }
         store.save(
             &self.path,
             &self.session_of(socket, pid).to_stored(),
@@ -619,11 +625,9 @@ impl Nsp {
 
     /// Marks `socket` disconnected and leaves its session for its client's return (released
     /// in the store, or kept in this node's memory), unless `reason` says it will not come
-    /// back: then the store forgets it. Under the socket's write order, so that no save that
-    /// saw it connected lands after this.
+    /// back: then the store forgets it. The caller holds the socket's membership lock, so that
+    /// no save that saw the socket connected lands after this.
     fn leave_session(&self, socket: &Socket, reason: DisconnectReason) {
-        let _order = socket.session_writes();
-        socket.set_connected(false);
         let (Some(recovery), Some(pid)) = (&self.recovery, socket.pid()) else {
             return;
         };
@@ -699,6 +703,16 @@ impl Nsp {
         self.read().len()
     }
 
+    /// The number of rooms of this node's sockets in this namespace.
+    pub(crate) fn room_count(&self) -> usize {
+        self.adapter.room_count()
+    }
+
+    /// The acks this namespace's sockets wait for.
+    pub(crate) fn pending_acks(&self) -> usize {
+        self.read().values().map(|s| s.pending_acks()).sum()
+    }
+
     pub(crate) fn socket_ids(&self) -> Vec<Sid> {
         self.read().keys().copied().collect()
     }
@@ -722,15 +736,20 @@ impl Nsp {
     /// already (a recovered session whose socket is still live), which is left alone.
     pub(crate) fn add_socket(&self, socket: SocketRef) -> bool {
         {
-            let mut sockets = self.write();
-            let std::collections::hash_map::Entry::Vacant(place) = sockets.entry(socket.id())
-            else {
-                return false;
-            };
-            socket.set_connected(true);
-            place.insert(socket.clone());
+            // Held until the socket is in its own room: a disconnection that finds it in the
+            // namespace then finds it in the room too.
+            let _membership = socket.membership();
+            {
+                let mut sockets = self.write();
+                let std::collections::hash_map::Entry::Vacant(place) = sockets.entry(socket.id())
+                else {
+                    return false;
+                };
+                socket.set_connected(true);
+                place.insert(socket.clone());
+            }
+            self.join(socket.id(), vec![socket.id().to_string()]);
         }
-        self.join(socket.id(), vec![socket.id().to_string()]);
         socket.nsp().keep_sessions_alive();
         true
     }
@@ -761,8 +780,12 @@ impl Nsp {
             ctx.reason = Some(reason);
             call(handler, ctx, "disconnecting");
         }
-        self.leave_session(&socket, reason);
-        let deleted = self.adapter.leave_all(socket.id());
+        let deleted = {
+            let _membership = socket.membership();
+            socket.set_connected(false);
+            self.leave_session(&socket, reason);
+            self.adapter.leave_all(socket.id())
+        };
         self.rooms_changed(&[], &deleted);
         socket.conn().data.remove(&socket);
         socket.drop_acks();

@@ -121,9 +121,10 @@ pub struct Socket {
     conn: Arc<Conn>,
     handshake: Handshake,
     connected: AtomicBool,
-    /// Orders the writes of this socket's recovery session: a save that saw the socket
-    /// connected reaches the store before the disconnection's release or removal.
-    session_writes: Mutex<()>,
+    /// Held while the socket's rooms or recovery session change, and by its disconnection:
+    /// nothing joins it to a room or saves its session once it is gone (a handler that runs
+    /// on after the client left would leak a room entry, or bring back a kicked session).
+    membership: Mutex<()>,
     acks: Mutex<HashMap<u64, oneshot::Sender<AckResponse>>>,
     /// Typed per-socket data, for this node only.
     pub extensions: Extensions,
@@ -210,7 +211,7 @@ impl Socket {
             conn,
             handshake: Handshake { auth },
             connected: AtomicBool::new(false),
-            session_writes: Mutex::new(()),
+            membership: Mutex::new(()),
             acks: Mutex::new(HashMap::new()),
             extensions: Extensions::default(),
             data: Mutex::new(Value::Object(serde_json::Map::new())),
@@ -335,16 +336,22 @@ impl Socket {
         self.bin(Vec::new()).volatile()
     }
 
-    /// Joins rooms.
+    /// Joins rooms; a socket that disconnected joins nothing.
     pub fn join(&self, rooms: impl RoomParam) {
-        self.nsp.join(self.id, rooms.into_rooms());
-        self.nsp.save_session(self);
+        let _membership = self.membership();
+        if self.connected() {
+            self.nsp.join(self.id, rooms.into_rooms());
+            self.nsp.write_session(self);
+        }
     }
 
     /// Leaves rooms.
     pub fn leave(&self, rooms: impl RoomParam) {
-        self.nsp.leave(self.id, rooms.into_rooms());
-        self.nsp.save_session(self);
+        let _membership = self.membership();
+        if self.connected() {
+            self.nsp.leave(self.id, rooms.into_rooms());
+            self.nsp.write_session(self);
+        }
     }
 
     /// The rooms the socket is in (its own id's room included).
@@ -418,9 +425,9 @@ impl Socket {
         &self.nsp
     }
 
-    /// Held while this socket's recovery session is written (see `Nsp::save_session`).
-    pub(crate) fn session_writes(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.session_writes
+    /// See [`Socket::membership`]'s field.
+    pub(crate) fn membership(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.membership
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -471,6 +478,11 @@ impl Socket {
             }
             None => tracing::debug!(id, socket = %self.id, "ack for no pending request"),
         }
+    }
+
+    /// The ack requests that wait for the client's answer.
+    pub(crate) fn pending_acks(&self) -> usize {
+        self.lock_acks().len()
     }
 
     /// Fails every pending ack request (the socket is gone).
@@ -531,6 +543,10 @@ impl SocketEmit<'_> {
     ) -> Result<V, AckError> {
         let socket = self.socket;
         let timeout = self.timeout.unwrap_or_else(|| socket.nsp.ack_timeout());
+        if !socket.connected() {
+            // Nothing would ever answer, nor drop, the request.
+            return Err(AckError::Disconnected);
+        }
         let id = socket.nsp.next_ack_id();
         let rx = socket.register_ack(id);
         let sent = self

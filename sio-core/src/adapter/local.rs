@@ -79,6 +79,11 @@ impl LocalAdapter {
         deleted
     }
 
+    /// The number of rooms with at least one member.
+    pub(crate) fn room_count(&self) -> usize {
+        self.read().rooms.len()
+    }
+
     pub(crate) fn rooms_of(&self, sid: Sid) -> Vec<Room> {
         self.read()
             .by_socket
@@ -87,11 +92,13 @@ impl LocalAdapter {
             .unwrap_or_default()
     }
 
-    /// The sockets a broadcast reaches; `all` lists every socket of the namespace.
-    pub(crate) fn targets(
+    /// The sockets a broadcast reaches; `all` lists every socket of the namespace, and is
+    /// called only for a broadcast to no room in particular (a room's broadcast must not cost
+    /// a copy of every socket id: a client can trigger them by the thousand).
+    pub(crate) fn targets<I: IntoIterator<Item = Sid>>(
         &self,
         opts: &BroadcastOptions,
-        all: impl Iterator<Item = Sid>,
+        all: impl FnOnce() -> I,
     ) -> Vec<Sid> {
         let index = self.read();
         let excluded = |sid: &Sid| {
@@ -102,7 +109,7 @@ impl LocalAdapter {
                     .any(|room| index.rooms.get(room).is_some_and(|m| m.contains(sid)))
         };
         if opts.rooms.is_empty() {
-            return all.filter(|sid| !excluded(sid)).collect();
+            return all().into_iter().filter(|sid| !excluded(sid)).collect();
         }
         let mut seen = foldhash::HashSet::default();
         opts.rooms
@@ -155,7 +162,7 @@ mod tests {
         adapter.join(c, ["r3".to_string()]);
         let all = [a, b, c];
         let targets = |opts: BroadcastOptions| {
-            let mut t = adapter.targets(&opts, all.iter().copied());
+            let mut t = adapter.targets(&opts, || all.iter().copied());
             t.sort();
             t
         };
@@ -188,7 +195,7 @@ mod tests {
         assert_eq!(adapter.leave_all(a), ["r2"]);
         assert!(adapter.rooms_of(a).is_empty());
         assert_eq!(
-            adapter.targets(&BroadcastOptions::default(), std::iter::empty()),
+            adapter.targets(&BroadcastOptions::default(), std::iter::empty),
             vec![]
         );
     }

@@ -340,7 +340,8 @@ impl<D> Socket<D> {
                 let kept = queue.frames.len().saturating_sub(pushed);
                 queue.frames.truncate(kept);
                 drop(queue);
-                tracing::warn!(sid = %self.sid, "outbound buffer full, closing the session");
+                tracing::warn!("outbound buffer full, closing a session");
+                tracing::debug!(sid = %self.sid, "outbound buffer full");
                 self.close(CloseReason::BufferFull);
                 return Err(SendError::BufferFull);
             }

@@ -100,6 +100,23 @@ struct Logged {
     at: Instant,
     args: Value,
     attachments: Vec<Bytes>,
+    /// See [`Logged::size`].
+    size: usize,
+}
+
+impl Logged {
+    /// Roughly what the entry holds: its strings and attachments, and a word per value.
+    fn size(args: &Value, attachments: &[Bytes]) -> usize {
+        fn of(value: &Value) -> usize {
+            8 + match value {
+                Value::String(s) => s.len(),
+                Value::Array(items) => items.iter().map(of).sum(),
+                Value::Object(map) => map.iter().map(|(k, v)| k.len() + of(v)).sum(),
+                _ => 0,
+            }
+        }
+        of(args) + attachments.iter().map(Bytes::len).sum::<usize>()
+    }
 }
 
 /// A missed event to send again: its arguments (offset included) and attachments.
@@ -110,10 +127,18 @@ pub(crate) type Missed = (Value, Vec<Bytes>);
 /// reconnections (which then need no read from the backend).
 const LOG_WINDOW: Duration = Duration::from_secs(10);
 
+/// How many bytes of broadcasts one namespace's log holds at most (arguments, roughly, and
+/// attachments); the oldest go first. Without it a client that can make the server broadcast
+/// (any relay handler) could make every node of a cluster hold
+/// `max_disconnection_duration` worth of its largest messages.
+const LOG_MAX_BYTES: usize = 64 << 20;
+
 /// The broadcasts a namespace logged.
 #[derive(Debug, Default)]
 struct Log {
     entries: VecDeque<Logged>,
+    /// What `entries` hold, as [`Logged::size`] counts it.
+    bytes: usize,
     /// With a backend log: every broadcast after this offset that this node delivered is in
     /// `entries` (set when the backend starts reading, moved on as entries expire).
     complete_after: Option<String>,
@@ -121,13 +146,24 @@ struct Log {
     position: Option<String>,
 }
 
+/// The sessions of this namespace's disconnected sockets, with their deadlines.
+#[derive(Debug)]
+struct Sessions {
+    by_pid: HashMap<Sid, (Session, Instant)>,
+    /// When expired sessions are swept out next.
+    next_sweep: Instant,
+}
+
+/// How often expired sessions are swept out of a namespace's memory.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// The sessions and broadcast log of one namespace.
 #[derive(Debug)]
 pub(crate) struct Recovery {
     config: RecoveryConfig,
     /// The offsets come from the backend's log (and older broadcasts are read back from it).
     backend_log: bool,
-    sessions: Mutex<HashMap<Sid, (Session, Instant)>>,
+    sessions: Mutex<Sessions>,
     log: Mutex<Log>,
     next_offset: AtomicU64,
     /// Makes offsets unique in the cluster: nodes log each other's broadcasts.
@@ -142,7 +178,10 @@ impl Recovery {
         Recovery {
             config,
             backend_log,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Sessions {
+                by_pid: HashMap::new(),
+                next_sweep: Instant::now(),
+            }),
             log: Mutex::new(Log::default()),
             next_offset: AtomicU64::new(0),
             prefix: Sid::new(0).to_string(),
@@ -174,6 +213,20 @@ impl Recovery {
         format!("{}-{n:x}", self.prefix)
     }
 
+    /// Whether `offset` has the form [`Recovery::next_offset`] gives offsets (on any node):
+    /// another node's broadcast is logged under its last argument only then, so that an
+    /// application's own text (or a broadcast from an emitter, which has no offset) is never
+    /// taken for one.
+    pub(crate) fn is_offset(offset: &str) -> bool {
+        offset.rsplit_once('-').is_some_and(|(prefix, n)| {
+            Sid::parse_socket_id(prefix).is_ok()
+                && !n.is_empty()
+                && n.len() <= 16
+                && n.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        })
+    }
+
     /// Logs a broadcast (its arguments already end with `offset`).
     pub(crate) fn log(
         &self,
@@ -188,38 +241,48 @@ impl Recovery {
         } else {
             self.config.max_disconnection_duration
         };
+        let size = Logged::size(&args, &attachments);
         let mut log = lock(&self.log);
         while log
             .entries
             .front()
-            .is_some_and(|e| now.duration_since(e.at) > keep)
+            .is_some_and(|e| now.duration_since(e.at) > keep || log.bytes + size > LOG_MAX_BYTES)
         {
             if let Some(gone) = log.entries.pop_front() {
+                log.bytes -= gone.size;
                 log.complete_after = Some(gone.offset);
             }
         }
+        log.bytes += size;
         log.entries.push_back(Logged {
             offset,
             opts,
             at: now,
             args,
             attachments,
+            size,
         });
     }
 
     /// Keeps a disconnected socket's session until the deadline.
     pub(crate) fn persist(&self, session: Session) {
-        let expires = Instant::now() + self.config.max_disconnection_duration;
+        let now = Instant::now();
+        let expires = now + self.config.max_disconnection_duration;
         let mut sessions = lock(&self.sessions);
-        sessions.retain(|_, (_, at)| *at > Instant::now());
-        sessions.insert(session.pid, (session, expires));
+        // Expired sessions go in a sweep at most every SWEEP_EVERY, not on every disconnection:
+        // a sweep reads them all, which under connection churn made disconnections quadratic.
+        if now >= sessions.next_sweep {
+            sessions.by_pid.retain(|_, (_, at)| *at > now);
+            sessions.next_sweep = now + SWEEP_EVERY;
+        }
+        sessions.by_pid.insert(session.pid, (session, expires));
     }
 
     /// Takes back a session whose client missed the broadcasts after `offset` (see
     /// [`Recovery::missed`]); `None` when the session expired or is unknown, or the offset is
     /// no longer in the log.
     pub(crate) fn restore(&self, pid: Sid, offset: &str) -> Option<Session> {
-        let (session, expires) = lock(&self.sessions).remove(&pid)?;
+        let (session, expires) = lock(&self.sessions).by_pid.remove(&pid)?;
         if expires <= Instant::now() {
             return None;
         }
@@ -462,6 +525,42 @@ mod tests {
                 json!(["e", 8, "8-0"])
             ]
         );
+    }
+
+    #[test]
+    fn only_offsets_of_the_recovery_form_are_offsets() {
+        let recovery = Recovery::new(RecoveryConfig::default(), false);
+        assert!(Recovery::is_offset(&recovery.next_offset()));
+        for text in [
+            "hello",
+            "a-1",
+            "",
+            "-",
+            &format!("{}-", Sid::new(0)),
+            "1733-0",
+        ] {
+            assert!(!Recovery::is_offset(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_log_keeps_at_most_its_byte_cap_dropping_the_oldest() {
+        let recovery = Recovery::new(RecoveryConfig::default(), false);
+        let big = Bytes::from(vec![0u8; 1 << 20]);
+        let offsets: Vec<String> = (0..100).map(|_| recovery.next_offset()).collect();
+        for offset in &offsets {
+            recovery.log(
+                offset.clone(),
+                BroadcastOptions::default(),
+                json!(["e"]),
+                vec![big.clone()],
+            );
+        }
+        let log = lock(&recovery.log);
+        assert!(log.bytes <= LOG_MAX_BYTES, "{}", log.bytes);
+        drop(log);
+        assert!(!recovery.logs(&offsets[0]));
+        assert!(recovery.logs(&offsets[99]));
     }
 
     #[test]
