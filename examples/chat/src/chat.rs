@@ -16,7 +16,13 @@
 //! Events to the page: `welcome` (after each connection: name, node, whether the session was
 //! recovered, the rooms it is in), `msg`, `typing`, `presence` (someone joined, left or lost
 //! their connection, with the room's new user list) and `rooms` (the room list with member
-//! counts, after every change).
+//! counts, a moment after changes).
+//!
+//! Every event counts against its socket's budget ([`rate_limit`](crate::rate_limit)): past
+//! it, events are dropped and their acks answered `{"error": "too many events: slow down"}`.
+//! The room list is computed once for many changes and requests ([`room_list`](crate::room_list)),
+//! and a socket is in at most [`MAX_ROOMS`] rooms, so what one client makes the cluster do stays
+//! bounded.
 //!
 //! `cid`, when the client sends one, is its own counter of messages (1, 2, 3...): a client that
 //! sends again a message whose ack it did not get (socket.io-client's `retries`, after a node
@@ -40,6 +46,9 @@ pub(crate) const MAX_NAME_CHARS: usize = 24;
 pub(crate) const MAX_ROOM_CHARS: usize = 32;
 /// The longest message, in characters.
 pub(crate) const MAX_MESSAGE_CHARS: usize = 1000;
+/// The most rooms a socket may be in: each costs a cluster-wide lookup and a broadcast when
+/// the socket disconnects or comes back.
+pub(crate) const MAX_ROOMS: usize = 20;
 
 /// Chat rooms are Socket.IO rooms named `room:<name>`. The prefix keeps them apart from the room
 /// every socket has under its own id: without it a user could "join" another user's id and read
@@ -48,7 +57,7 @@ const ROOM_PREFIX: &str = "room:";
 
 /// How long a cluster-wide lookup waits for the other nodes. Short: a node that does not answer
 /// in time (one being stopped) only leaves its users out of one list.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// This node's name (`NODE_NAME`), given to the handlers as state: the page shows which node it
 /// talks to, and every message which node relayed it.
@@ -66,6 +75,10 @@ pub(crate) enum ChatError {
     BadMessage(&'static str),
     /// The other nodes could not be asked.
     Cluster(String),
+    /// The socket is in [`MAX_ROOMS`] rooms already.
+    TooManyRooms,
+    /// The socket sent more events than its budget allows (see [`rate_limit`](crate::rate_limit)).
+    TooManyEvents,
 }
 
 impl fmt::Display for ChatError {
@@ -75,6 +88,8 @@ impl fmt::Display for ChatError {
             ChatError::NotInRoom(room) => write!(f, "you are not in room {room}"),
             ChatError::BadMessage(why) => write!(f, "invalid message: {why}"),
             ChatError::Cluster(err) => write!(f, "the cluster did not answer: {err}"),
+            ChatError::TooManyRooms => write!(f, "you are in {MAX_ROOMS} rooms already"),
+            ChatError::TooManyEvents => write!(f, "too many events: slow down"),
         }
     }
 }
@@ -181,9 +196,9 @@ pub(crate) fn users_of(sockets: &[RemoteSocket], without: Option<&str>) -> Vec<U
 }
 
 /// Every chat room that has someone in it, with its member count, sorted by name.
-pub(crate) fn rooms_of(sockets: &[RemoteSocket], without: Option<&str>) -> Vec<RoomInfo> {
+pub(crate) fn rooms_of(sockets: &[RemoteSocket]) -> Vec<RoomInfo> {
     let mut counts = BTreeMap::<String, usize>::new();
-    for socket in sockets.iter().filter(|s| Some(s.id.as_str()) != without) {
+    for socket in sockets {
         for room in chat_rooms(&socket.rooms) {
             *counts.entry(room).or_default() += 1;
         }
@@ -223,39 +238,31 @@ async fn room_users(
     Ok(users_of(&sockets, without))
 }
 
-/// The room list of every node, without `without`.
-async fn room_list(socket: &SocketRef, without: Option<&str>) -> Result<Vec<RoomInfo>, ChatError> {
-    let sockets = socket
-        .namespace()
-        .timeout(FETCH_TIMEOUT)
-        .fetch_sockets()
-        .await
-        .map_err(|err| ChatError::Cluster(err.to_string()))?;
-    Ok(rooms_of(&sockets, without))
+/// Tells a room's other users that `socket` joined, left or came back (`what`), with the room's
+/// new user list, which it returns. `leaving` leaves the socket out of the list, as it may still
+/// be in its rooms while it disconnects.
+async fn announce(
+    socket: &SocketRef,
+    room: &str,
+    what: &str,
+    leaving: bool,
+) -> Result<Vec<User>, ChatError> {
+    let without = leaving.then(|| socket.id().to_string());
+    let users = room_users(socket, room, without.as_deref()).await?;
+    let presence = json!({
+        "room": room,
+        "name": name_of(socket),
+        "what": what,
+        "users": users,
+    });
+    let _ = socket.to(room_key(room)).emit("presence", &presence);
+    Ok(users)
 }
 
-/// Tells a room's other users that `socket` joined, left or came back (`what`), with the room's
-/// new user list, and every user the new room list. `leaving` leaves the socket out of both
-/// lists, as it may still be in its rooms while it disconnects.
-async fn announce(socket: &SocketRef, room: &str, what: &str, leaving: bool) {
-    let without = leaving.then(|| socket.id().to_string());
-    match room_users(socket, room, without.as_deref()).await {
-        Ok(users) => {
-            let presence = json!({
-                "room": room,
-                "name": name_of(socket),
-                "what": what,
-                "users": users,
-            });
-            let _ = socket.to(room_key(room)).emit("presence", &presence);
-        }
-        Err(err) => tracing::warn!(%err, room, "cannot list the room's users"),
-    }
-    match room_list(socket, without.as_deref()).await {
-        Ok(rooms) => {
-            let _ = socket.namespace().emit("rooms", &rooms);
-        }
-        Err(err) => tracing::warn!(%err, "cannot list the rooms"),
+/// [`announce`] for a change whose ack does not depend on it: a failure is only logged.
+async fn announce_or_log(socket: &SocketRef, room: &str, what: &str, leaving: bool) {
+    if let Err(err) = announce(socket, room, what, leaving).await {
+        tracing::warn!(%err, room, "cannot list the room's users");
     }
 }
 
@@ -321,10 +328,12 @@ pub(crate) mod handlers {
     };
 
     use super::{
-        ChatError, Delivered, Joined, LAST_RELAYED, NodeName, Outgoing, RoomInfo, Typing, User,
-        already_relayed, announce, chat_rooms, check_name, check_room, check_text, name_of, now_ms,
-        room_key, room_list, room_users, with_last_relayed,
+        ChatError, Delivered, Joined, LAST_RELAYED, MAX_ROOMS, NodeName, Outgoing, RoomInfo,
+        Typing, User, already_relayed, announce, announce_or_log, chat_rooms, check_name,
+        check_room, check_text, name_of, now_ms, room_key, room_users, with_last_relayed,
     };
+    use crate::rate_limit::WithinRate;
+    use crate::room_list::RoomList;
 
     /// Lets in only clients with a usable nickname (`auth: {name}`); the others get a
     /// CONNECT_ERROR whose `data` says why, so the page asks again. It does not run for a
@@ -338,7 +347,12 @@ pub(crate) mod handlers {
     /// `fetch_sockets`), and tells the page where it stands. A recovered socket is back in its
     /// rooms already: its rooms hear that it is back.
     #[on_connect]
-    async fn connected(socket: SocketRef, State(node): State<NodeName>, Auth(auth): Auth<Value>) {
+    async fn connected(
+        socket: SocketRef,
+        State(node): State<NodeName>,
+        State(room_list): State<RoomList>,
+        Auth(auth): Auth<Value>,
+    ) {
         // Checked by the middleware, or at the first connection of a recovered session.
         let name = check_name(&auth).unwrap_or_else(|_| "?".to_owned());
         let recovered = socket.recovered();
@@ -350,7 +364,11 @@ pub(crate) mod handlers {
         {
             data = with_last_relayed(data, last);
         }
-        let _ = socket.set_data(&data);
+        // Each change is a write to the session store: a socket recovered on its own node
+        // has this data already.
+        if socket.data() != data {
+            let _ = socket.set_data(&data);
+        }
         let rooms = chat_rooms(&socket.rooms());
         tracing::info!(socket = %socket.id(), %name, recovered, ?rooms, "connected");
         let welcome = json!({
@@ -360,40 +378,72 @@ pub(crate) mod handlers {
             "rooms": rooms,
         });
         let _ = socket.emit("welcome", &welcome);
+        if !rooms.is_empty() {
+            room_list.changed(&socket);
+        }
         for room in &rooms {
-            announce(&socket, room, "back", false).await;
+            announce_or_log(&socket, room, "back", false).await;
         }
     }
 
-    /// Joins a room; the ack carries the room's users.
+    /// Joins a room; the ack carries the room's users. Joining a room again changes nothing
+    /// and tells no one.
     #[on("join")]
-    async fn join(socket: SocketRef, Data(room): Data<String>) -> Result<Joined, ChatError> {
+    async fn join(
+        _: WithinRate,
+        socket: SocketRef,
+        State(room_list): State<RoomList>,
+        Data(room): Data<String>,
+    ) -> Result<Joined, ChatError> {
         let room = check_room(&room)?;
-        socket.join(room_key(&room));
+        let key = room_key(&room);
+        let rooms = socket.rooms();
+        if rooms.contains(&key) {
+            let users = room_users(&socket, &room, None).await?;
+            return Ok(Joined { room, users });
+        }
+        if chat_rooms(&rooms).len() >= MAX_ROOMS {
+            return Err(ChatError::TooManyRooms);
+        }
+        socket.join(key);
         tracing::debug!(socket = %socket.id(), %room, "joined");
-        announce(&socket, &room, "joined", false).await;
-        let users = room_users(&socket, &room, None).await?;
+        room_list.changed(&socket);
+        let users = announce(&socket, &room, "joined", false).await?;
         Ok(Joined { room, users })
     }
 
-    /// Leaves a room.
+    /// Leaves a room (leaving a room one is not in changes nothing and tells no one).
     #[on("leave")]
-    async fn leave(socket: SocketRef, Data(room): Data<String>) -> Result<Value, ChatError> {
+    async fn leave(
+        _: WithinRate,
+        socket: SocketRef,
+        State(room_list): State<RoomList>,
+        Data(room): Data<String>,
+    ) -> Result<Value, ChatError> {
         let room = check_room(&room)?;
-        socket.leave(room_key(&room));
-        announce(&socket, &room, "left", false).await;
+        let key = room_key(&room);
+        if socket.rooms().contains(&key) {
+            socket.leave(key);
+            room_list.changed(&socket);
+            announce_or_log(&socket, &room, "left", false).await;
+        }
         Ok(json!({ "room": room }))
     }
 
-    /// The room list, with member counts on every node.
+    /// The room list, with member counts on every node (at most a second old).
     #[on("rooms")]
-    async fn list_rooms(socket: SocketRef) -> Result<Vec<RoomInfo>, ChatError> {
-        room_list(&socket, None).await
+    async fn list_rooms(
+        _: WithinRate,
+        socket: SocketRef,
+        State(room_list): State<RoomList>,
+    ) -> Result<Vec<RoomInfo>, ChatError> {
+        room_list.get(&socket).await
     }
 
     /// A room's users on every node.
     #[on("users")]
     async fn list_users(
+        _: WithinRate,
         socket: SocketRef,
         Data(room): Data<String>,
     ) -> Result<Vec<User>, ChatError> {
@@ -406,6 +456,7 @@ pub(crate) mod handlers {
     /// whose `cid` was relayed already is acked again, not relayed again.
     #[on("msg")]
     async fn msg(
+        _: WithinRate,
         socket: SocketRef,
         State(node): State<NodeName>,
         Data(out): Data<Outgoing>,
@@ -437,6 +488,8 @@ pub(crate) mod handlers {
                 .to(room_key(&room))
                 .emit("msg", &message)
                 .map_err(|err| ChatError::Cluster(err.to_string()))?;
+            // A write to the session store, only when the client numbers its messages: a
+            // retry on another node must find the cid there. A repeated cid writes nothing.
             if let Some(cid) = out.cid {
                 let _ = socket.set_data(&with_last_relayed(socket.data(), cid));
             }
@@ -451,7 +504,7 @@ pub(crate) mod handlers {
     /// Tells the room's other users that someone is (or stopped) typing. Volatile: a hint that
     /// cannot go out at once is stale by the time it could.
     #[on("typing")]
-    async fn typing(socket: SocketRef, Data(hint): Data<Typing>) {
+    async fn typing(_: WithinRate, socket: SocketRef, Data(hint): Data<Typing>) {
         let Ok(room) = check_room(&hint.room) else {
             return;
         };
@@ -466,7 +519,11 @@ pub(crate) mod handlers {
     /// Tells the rooms of a leaving socket (still in them here, unlike in `on_disconnect`) that
     /// it left, or only lost its connection when it may come back with its session.
     #[on_disconnecting]
-    async fn disconnecting(socket: SocketRef, reason: DisconnectReason) {
+    async fn disconnecting(
+        socket: SocketRef,
+        State(room_list): State<RoomList>,
+        reason: DisconnectReason,
+    ) {
         let rooms = chat_rooms(&socket.rooms());
         tracing::info!(socket = %socket.id(), reason = reason.as_str(), ?rooms, "disconnected");
         let what = if reason.is_recoverable() {
@@ -474,8 +531,13 @@ pub(crate) mod handlers {
         } else {
             "left"
         };
+        // The new list goes out after a delay, by when the socket has left its rooms (it
+        // leaves them once this handler first waits).
+        if !rooms.is_empty() {
+            room_list.changed(&socket);
+        }
         for room in &rooms {
-            announce(&socket, room, what, true).await;
+            announce_or_log(&socket, room, what, true).await;
         }
     }
 }
@@ -548,7 +610,7 @@ mod tests {
             remote("s2", "ada", &["s2", "room:rust"]),
         ];
         assert_eq!(
-            rooms_of(&sockets, None),
+            rooms_of(&sockets),
             vec![
                 RoomInfo {
                     name: "lobby".into(),
@@ -560,7 +622,6 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(rooms_of(&sockets, Some("s1")).len(), 1);
         let names: Vec<String> = users_of(&sockets, None)
             .into_iter()
             .map(|u| u.name)

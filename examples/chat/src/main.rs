@@ -22,6 +22,8 @@
 mod assets;
 mod chat;
 mod metrics;
+mod rate_limit;
+mod room_list;
 
 use std::io::IsTerminal as _;
 use std::time::Duration;
@@ -33,6 +35,7 @@ use sio_core::{RecoveryConfig, SocketIo};
 use sio_redis::{RedisAdapter, RedisConfig};
 
 use crate::chat::NodeName;
+use crate::room_list::RoomList;
 
 /// How long a disconnected page keeps its session (id and rooms) on the node it was on.
 const RECOVERY_WINDOW: Duration = Duration::from_secs(120);
@@ -61,6 +64,7 @@ async fn main() -> std::io::Result<()> {
             RecoveryConfig::default().max_disconnection_duration(RECOVERY_WINDOW),
         )
         .with_state(NodeName(node.clone()))
+        .with_state(RoomList::default())
         .namespace(chat::handlers::namespace());
     // The adapter spawns its connections on the runtime, so it is made here, inside it.
     let redis = match env("REDIS_URL") {
