@@ -34,6 +34,9 @@ pub mod from_flask {}
 #[doc = include_str!("../../src/observability.md")]
 pub mod observability {}
 
+#[doc = include_str!("../../src/security.md")]
+pub mod security {}
+
 /// The README's example compiles too.
 #[doc = include_str!("../../../README.md")]
 pub mod readme {}
