@@ -316,10 +316,14 @@ impl SocketIo {
         self.engine.close_all();
     }
 
-    /// Shuts down gracefully, for SIGTERM: refuses new connections at once (HTTP 503), lets
-    /// the handlers that are running finish for at most `grace` (so the acks they owe reach
-    /// their clients), then closes every connection as [`close`](Self::close) does and leaves
-    /// the cluster (a Redis backend unsubscribes, so other nodes stop counting this one).
+    /// Shuts down gracefully, for SIGTERM, all within `grace`: refuses new connections at
+    /// once (HTTP 503), lets the handlers that are running finish (so the acks they owe reach
+    /// their clients), then closes every connection as [`close`](Self::close) does, closes the
+    /// WebSockets this node relays for other nodes' sessions (1001, so that their clients
+    /// reconnect at once), waits for the closes to reach the clients (a polling client gets
+    /// its close on its next poll, which may come through another node, over the backend),
+    /// and leaves the cluster (a Redis backend unsubscribes, so other nodes stop counting
+    /// this one).
     ///
     /// ```no_run
     /// # async fn f(io: sio_core::SocketIo) {
@@ -327,12 +331,35 @@ impl SocketIo {
     /// # }
     /// ```
     pub async fn shutdown(&self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
         self.engine.stop_accepting();
         let idle = self.inner.shared.in_flight.idle();
-        if tokio::time::timeout(grace, idle).await.is_err() {
+        if tokio::time::timeout_at(deadline, idle).await.is_err() {
             tracing::warn!(?grace, "handlers still running at shutdown; closing anyway");
         }
         self.engine.close_all();
+        if let Some(forwarder) = &self.forwarder {
+            forwarder.close_tunnels();
+        }
+        // Neither the sessions nor the tunnels announce their end (a session goes once its
+        // close reached the client, or after the ping timeout), and shutdown runs once: look
+        // every few milliseconds.
+        let closed = async {
+            while self.engine.session_count() > 0
+                || self
+                    .forwarder
+                    .as_ref()
+                    .is_some_and(|f| f.open_tunnels() > 0)
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        if tokio::time::timeout_at(deadline, closed).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "connections still closing at shutdown; leaving anyway"
+            );
+        }
         if let Some(backend) = &self.inner.shared.backend {
             backend.close();
         }
@@ -554,7 +581,13 @@ impl SocketIoBuilder {
         let engine = Engine::new(self.engine.build(), Client { io: inner.clone() });
         let forwarder = match self.backend {
             Some(backend) if self.forwarding => {
-                start_forwarding(&engine, backend, self.forward_limits)
+                // A forwarded poll waits on its owner until the next ping: a shorter timeout
+                // would fail every idle one (raised, with a warning).
+                let config = engine.config();
+                let limits = self
+                    .forward_limits
+                    .for_heartbeat(config.ping_interval, config.ping_timeout);
+                start_forwarding(&engine, backend, limits)
             }
             _ => None,
         };

@@ -7,12 +7,18 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use awc::ws::{Frame, Message};
+use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
-use sio_core::engine::Sid;
-use sio_core::{AckSender, Args, ForwardLimits, ForwardStats, MemoryCluster, Namespace, SocketIo};
+use sio_core::engine::{ForwardMessage, Sid};
+use sio_core::{
+    AckSender, Args, Backend, BackendFuture, ClusterRequest, ClusterResponse, ForwardLimits,
+    ForwardStats, MemoryCluster, MemoryNode, Namespace, NodeReceiver, RequestHandler, SocketIo,
+};
 
 fn node(io: SocketIo) -> SocketAddr {
     common::start(move || {
@@ -79,7 +85,9 @@ async fn polling_requests_for_a_session_of_another_node_are_served_by_its_owner(
         io_a.metrics().forwarding.expect("on"),
         io_b.metrics().forwarding.expect("on"),
     );
-    assert_eq!((fb.forwarded, fa.served, fb.failures), (2, 2, 0));
+    // The POST's body went only once the owner confirmed the session (a probe), the GET's
+    // answer confirmed it again.
+    assert_eq!((fb.forwarded, fa.served, fb.failures), (3, 3, 0));
 
     // A sid of a node nobody runs gets Engine.IO's "Session ID unknown".
     let ghost = Sid::new(unused_node_id()).to_string();
@@ -360,4 +368,326 @@ async fn only_upgrades_of_another_node_s_session_are_tunnelled() {
     // An unknown session, or a node that is gone, gets the protocol's 400 before any upgrade.
     let ghost = Sid::new(unused_node_id()).to_string();
     assert_refused(ws_connect(b, &ghost).await);
+}
+
+/// What a test sees of, and changes in, an [`Instrumented`] node's backend.
+#[derive(Debug, Clone, Default)]
+struct Tap {
+    /// Bytes of the forwarding messages the node sent, and the largest one.
+    sent: Arc<AtomicUsize>,
+    largest: Arc<AtomicUsize>,
+    /// Liveness lookups the node asked.
+    lookups: Arc<AtomicUsize>,
+    /// While set, the node's answers to forwarded requests are lost (as when the edge that
+    /// asked is gone, or its subscriber is reconnecting).
+    lose_answers: Arc<AtomicBool>,
+}
+
+/// A node of a [`MemoryCluster`] with a [`Tap`], and a `close` that leaves the cluster as a
+/// Redis backend's does (it unsubscribes: nothing reaches the node any more). With
+/// `takes_all`, a message for a node nobody runs is taken anyway, as Redis Cluster's PUBLISH
+/// does (it counts the subscribers of one shard node only).
+struct Instrumented {
+    node: MemoryNode,
+    tap: Tap,
+    takes_all: bool,
+    /// What the cluster hands this node's messages to, until `close` drops it.
+    listener: Mutex<Option<Arc<Listener>>>,
+}
+
+struct Listener(Weak<dyn NodeReceiver>);
+
+impl NodeReceiver for Listener {
+    fn receive(&self, message: Bytes) {
+        if let Some(receiver) = self.0.upgrade() {
+            receiver.receive(message);
+        }
+    }
+}
+
+impl std::fmt::Debug for Instrumented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instrumented")
+            .field("tap", &self.tap)
+            .finish()
+    }
+}
+
+impl Instrumented {
+    fn new(cluster: &MemoryCluster, takes_all: bool) -> (Self, Tap) {
+        let tap = Tap::default();
+        let node = Instrumented {
+            node: cluster.node(),
+            tap: tap.clone(),
+            takes_all,
+            listener: Mutex::new(None),
+        };
+        (node, tap)
+    }
+}
+
+impl Backend for Instrumented {
+    fn register(&self, ns: &str, handler: Weak<dyn RequestHandler>) {
+        self.node.register(ns, handler);
+    }
+
+    fn publish(&self, ns: &str, request: ClusterRequest) {
+        self.node.publish(ns, request);
+    }
+
+    fn request(
+        &self,
+        ns: &str,
+        request: ClusterRequest,
+        timeout: Duration,
+    ) -> BackendFuture<Vec<ClusterResponse>> {
+        self.node.request(ns, request, timeout)
+    }
+
+    fn server_count(&self) -> BackendFuture<usize> {
+        self.node.server_count()
+    }
+
+    fn listen_node(&self, node_id: u32, receiver: Weak<dyn NodeReceiver>) -> bool {
+        let listener = Arc::new(Listener(receiver));
+        let weak: Weak<dyn NodeReceiver> = Arc::downgrade(&listener) as Weak<Listener>;
+        *self.listener.lock().unwrap() = Some(listener);
+        self.node.listen_node(node_id, weak)
+    }
+
+    fn send_to_node(&self, node_id: u32, message: Bytes) -> BackendFuture<bool> {
+        self.tap.sent.fetch_add(message.len(), Ordering::Relaxed);
+        self.tap.largest.fetch_max(message.len(), Ordering::Relaxed);
+        let answer = matches!(
+            ForwardMessage::decode(message.clone()),
+            Ok(ForwardMessage::Response(_))
+        );
+        if answer && self.tap.lose_answers.load(Ordering::Relaxed) {
+            return Box::pin(async { Ok(false) });
+        }
+        let sent = self.node.send_to_node(node_id, message);
+        let takes_all = self.takes_all;
+        Box::pin(async move { Ok(sent.await? || takes_all) })
+    }
+
+    fn node_listens(&self, node_id: u32) -> BackendFuture<bool> {
+        self.tap.lookups.fetch_add(1, Ordering::Relaxed);
+        self.node.node_listens(node_id)
+    }
+
+    fn close(&self) {
+        self.listener.lock().unwrap().take();
+    }
+}
+
+/// The node id in a session id.
+fn node_of(sid: &str) -> u32 {
+    sid.parse::<Sid>().expect("a sid").node_id()
+}
+
+/// Forged sids name nodes nobody runs. On a backend that takes every message (Redis Cluster),
+/// each used to hold one of the `max_in_flight` places until the owner was found gone: a few
+/// of them kept every real session from polling through the node. Now they are refused at
+/// once, and a real session's requests still go through.
+#[actix_web::test]
+async fn forged_sids_of_unknown_nodes_take_no_place_from_real_sessions() {
+    let cluster = MemoryCluster::default();
+    let io_a = echo_node(&cluster);
+    let (backend, tap) = Instrumented::new(&cluster, true);
+    let io_b = SocketIo::builder()
+        .adapter(backend)
+        .forward_limits(ForwardLimits {
+            max_in_flight: 4,
+            ..ForwardLimits::default()
+        })
+        .build();
+    let (a, b) = (node(io_a), node(io_b.clone()));
+    let client = awc::Client::default();
+    let sid = connected_session(&client, a).await;
+
+    let answered = Arc::new(AtomicUsize::new(0));
+    let forged: Vec<_> = (0..4)
+        .map(|n| {
+            let (client, answered) = (client.clone(), answered.clone());
+            let ghost = Sid::new(unused_node_id() + n).to_string();
+            actix_web::rt::spawn(async move {
+                let answer = request(&client, "GET", b, Some(&ghost), "").await;
+                answered.fetch_add(1, Ordering::Relaxed);
+                answer
+            })
+        })
+        .collect();
+    until("the forged requests to be answered or forwarded", || {
+        answered.load(Ordering::Relaxed) == 4 || forwarding(&io_b).forwarded >= 4
+    })
+    .await;
+    // Each forged node id was looked up once; none was sent anything.
+    assert_eq!(tap.lookups.load(Ordering::Relaxed), 4);
+    assert_eq!(forwarding(&io_b).forwarded, 0);
+    assert_eq!(
+        request(&client, "POST", b, Some(&sid), r#"421["echo","real"]"#).await,
+        (200, "ok".to_owned())
+    );
+    assert_eq!(
+        request(&client, "GET", b, Some(&sid), "").await,
+        (200, r#"431["real"]"#.to_owned())
+    );
+    for answer in forged {
+        let (status, body) = answer.await.unwrap();
+        assert_eq!(status, 400);
+        assert!(body.contains("Session ID unknown"), "{body}");
+    }
+    assert_eq!(forwarding(&io_b).failures, 0);
+}
+
+/// Forged sids with a real node's id: their POST bodies (up to `max_payload` each) are not
+/// read, let alone published to the owner; only a small probe crosses the cluster.
+#[actix_web::test]
+async fn forged_posts_for_a_real_node_send_no_body_across_the_cluster() {
+    let cluster = MemoryCluster::default();
+    let io_a = echo_node(&cluster);
+    let (backend, tap) = Instrumented::new(&cluster, false);
+    let io_b = SocketIo::builder().adapter(backend).build();
+    let (a, b) = (node(io_a), node(io_b.clone()));
+    let client = awc::Client::default();
+    let sid = connected_session(&client, a).await;
+    let body: &'static str = Box::leak(format!("4{}", "x".repeat(100_000)).into_boxed_str());
+    for _ in 0..20 {
+        let forged = Sid::new(node_of(&sid)).to_string();
+        let (status, answer) = request(&client, "POST", b, Some(&forged), body).await;
+        assert_eq!(status, 400);
+        assert!(answer.contains("Session ID unknown"), "{answer}");
+    }
+    assert!(tap.largest.load(Ordering::Relaxed) < 100, "{tap:?}");
+    assert!(tap.sent.load(Ordering::Relaxed) < 20 * 100, "{tap:?}");
+    // A real session's POST still carries its body.
+    assert_eq!(
+        request(&client, "POST", b, Some(&sid), body).await,
+        (200, "ok".to_owned())
+    );
+    assert!(tap.largest.load(Ordering::Relaxed) > 100_000, "{tap:?}");
+}
+
+/// The owner drained a frame into the answer of a forwarded poll, and the answer was lost on
+/// its way to the edge: the frame goes back to the session's queue, and the client's next
+/// poll gets it.
+#[actix_web::test]
+async fn an_undelivered_poll_answer_leaves_its_frames_for_the_next_poll() {
+    let cluster = MemoryCluster::default();
+    let (backend, tap) = Instrumented::new(&cluster, false);
+    let io_a = SocketIo::builder().adapter(backend).build();
+    // The edge gives up soon on the lost answer (its heartbeat allows that timeout).
+    let io_b = SocketIo::builder()
+        .adapter(cluster.node())
+        .engine(|e| {
+            e.ping_interval(Duration::from_millis(300))
+                .ping_timeout(Duration::from_millis(200))
+        })
+        .forward_limits(ForwardLimits {
+            timeout: Duration::from_millis(500),
+            ..ForwardLimits::default()
+        })
+        .build();
+    let (a, b) = (node(io_a.clone()), node(io_b));
+    let client = awc::Client::default();
+    let sid = connected_session(&client, a).await;
+
+    tap.lose_answers.store(true, Ordering::Relaxed);
+    let poll = actix_web::rt::spawn({
+        let (client, sid) = (client.clone(), sid.clone());
+        async move { request(&client, "GET", b, Some(&sid), "").await }
+    });
+    until("the poll to reach the owner", || {
+        forwarding(&io_a).served == 1
+    })
+    .await;
+    io_a.emit("news", "kept").unwrap();
+    assert_eq!(poll.await.unwrap().0, 502);
+    tap.lose_answers.store(false, Ordering::Relaxed);
+    assert_eq!(
+        request(&client, "GET", a, Some(&sid), "").await,
+        (200, r#"42["news","kept"]"#.to_owned())
+    );
+}
+
+/// A forward timeout shorter than the ping interval would fail every idle forwarded poll (it
+/// waits on its owner until the next ping): it is raised when the server is built.
+#[actix_web::test]
+async fn a_forward_timeout_shorter_than_the_heartbeat_is_raised() {
+    let cluster = MemoryCluster::default();
+    let heartbeat = |e: sio_core::engine::EngineConfigBuilder| {
+        e.ping_interval(Duration::from_millis(600))
+            .ping_timeout(Duration::from_millis(400))
+    };
+    let io_a = SocketIo::builder()
+        .adapter(cluster.node())
+        .engine(heartbeat)
+        .build();
+    let io_b = SocketIo::builder()
+        .adapter(cluster.node())
+        .engine(heartbeat)
+        .forward_limits(ForwardLimits {
+            timeout: Duration::from_millis(100),
+            ..ForwardLimits::default()
+        })
+        .build();
+    let (a, b) = (node(io_a), node(io_b));
+    let client = awc::Client::default();
+    let sid = connected_session(&client, a).await;
+    // Nothing is queued: the poll waits on A for its ping.
+    assert_eq!(
+        request(&client, "GET", b, Some(&sid), "").await,
+        (200, "2".to_owned())
+    );
+}
+
+/// At shutdown, the WebSockets a node relays for other nodes' sessions are closed with 1001
+/// (going away), so that their clients reconnect at once instead of waiting for a dead relay.
+#[actix_web::test]
+async fn shutdown_closes_the_relayed_websockets_as_going_away() {
+    let (io_a, io_b, a, b, client) = two_nodes();
+    let (_, mut ws) = probing(&client, a, b).await;
+    send(&mut ws, "5").await;
+    send(&mut ws, r#"421["echo"]"#).await;
+    assert_eq!(common::next_text(&mut ws).await, "431[]");
+
+    let shutdown = actix_web::rt::spawn({
+        let io_b = io_b.clone();
+        async move { io_b.shutdown(Duration::from_secs(5)).await }
+    });
+    assert_eq!(until_closed(&mut ws).await.1, Some(1001));
+    shutdown.await.unwrap();
+    // The owner heard the close: its session is over.
+    until("the owner's session to close", || {
+        io_a.metrics().traffic.sessions == 0
+    })
+    .await;
+    no_tunnels_left(&io_a, &io_b).await;
+}
+
+/// A node shutting down keeps listening to the cluster until its sessions' closes are
+/// delivered: a client that polls through another node between two polls gets its close
+/// packet instead of "Session ID unknown".
+#[actix_web::test]
+async fn shutdown_waits_for_the_close_of_a_session_polled_through_another_node() {
+    let cluster = MemoryCluster::default();
+    let (backend, _) = Instrumented::new(&cluster, false);
+    let io_a = SocketIo::builder().adapter(backend).build();
+    let io_b = SocketIo::builder().adapter(cluster.node()).build();
+    let (a, b) = (node(io_a.clone()), node(io_b));
+    let client = awc::Client::default();
+    let sid = connected_session(&client, a).await;
+
+    let shutdown = actix_web::rt::spawn({
+        let io_a = io_a.clone();
+        async move { io_a.shutdown(Duration::from_secs(5)).await }
+    });
+    until("the socket to close", || {
+        io_a.metrics().sockets == vec![("/".to_owned(), 0)]
+    })
+    .await;
+    let (status, body) = request(&client, "GET", b, Some(&sid), "").await;
+    assert_eq!((status, body.as_str()), (200, "1"));
+    shutdown.await.unwrap();
+    assert_eq!(io_a.metrics().traffic.sessions, 0);
 }

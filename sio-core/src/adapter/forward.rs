@@ -1,23 +1,38 @@
 //! The engine's [`Forwarder`] over a cluster [`Backend`]: requests for another node's sessions
 //! go to that node alone ([`Backend::send_to_node`]), and its answer comes back the same way;
 //! so do the messages of the tunnels that relay upgraded WebSockets.
+//!
+//! As the edge, it forwards nothing to a node the cluster does not know alive ([`liveness`]),
+//! and no POST body for a session its owner has not confirmed ([`sessions`]).
+
+mod liveness;
+mod sessions;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use self::liveness::Liveness;
+use self::sessions::Sessions;
 use super::cluster::{Backend, NodeReceiver};
 use crate::engine::{
     ForwardError, ForwardFuture, ForwardMessage, ForwardMethod, ForwardedRequest,
-    ForwardedResponse, Forwarder, Tunnel, TunnelFuture, TunnelId, TunnelInlet, TunnelLink,
+    ForwardedResponse, Forwarder, Sid, Tunnel, TunnelFuture, TunnelId, TunnelInlet, TunnelLink,
     TunnelMessage, TunnelSendFuture,
 };
+
+/// What undoes an undelivered answer (see [`Forwarder::on_undelivered`]).
+type Undo = Box<dyn FnOnce() + Send>;
+
+/// Leave to forward a request, holding what it reserves until dropped (see
+/// [`Forwarder::admit`]).
+type Permit = Box<dyn Send + Sync>;
 
 /// What the owner does with a request forwarded to it: run it against its local session.
 pub type ServeFuture = Pin<Box<dyn Future<Output = ForwardedResponse> + Send>>;
@@ -30,16 +45,43 @@ pub type Serve = Arc<dyn Fn(ForwardedRequest, Option<Tunnel>) -> ServeFuture + S
 #[derive(Debug, Clone, Copy)]
 pub struct ForwardLimits {
     /// How long the edge node waits for the owner's answer. A poll waits up to the ping
-    /// interval for data on the owner, so this must be longer than that. Also how long an end
-    /// of a tunnel waits for the other's next message before it gives up (the owner pings
-    /// every ping interval, and the client answers).
+    /// interval for data on the owner, so this must be longer than that: a shorter one is
+    /// raised to the ping interval plus the ping timeout (with a warning) when the server is
+    /// built, as every forwarded poll would otherwise fail. Also how long an end of a tunnel
+    /// waits for the other's next message before it gives up (the owner pings every ping
+    /// interval, and the client answers), and how long a session stays confirmed at the edge
+    /// after its owner last answered for it. Default 45 s (the default ping interval plus
+    /// ping timeout).
     pub timeout: Duration,
     /// How many forwarded requests may wait for answers at once; more get [`ForwardError::Busy`].
+    /// Only requests for nodes the cluster knows alive take a place.
     pub max_in_flight: usize,
-    /// The payload bytes one tunnel end buffers of the other end's messages; a tunnel whose
-    /// reader falls further behind breaks (the client's WebSocket closes, the session sees a
-    /// transport close).
+    /// The bytes one tunnel end buffers of the other end's messages (their payload, and 64
+    /// bytes each for the message itself, so empty messages count); a tunnel whose reader falls
+    /// further behind breaks (the client's WebSocket closes, the session sees a transport close).
     pub tunnel_buffer: usize,
+}
+
+impl ForwardLimits {
+    /// These limits for a server whose sessions are pinged every `ping_interval` and closed
+    /// `ping_timeout` after an unanswered ping: a timeout that would cut a forwarded poll short
+    /// of the owner's next ping is raised to `ping_interval + ping_timeout`, with a warning.
+    pub(crate) fn for_heartbeat(self, ping_interval: Duration, ping_timeout: Duration) -> Self {
+        let least = ping_interval.saturating_add(ping_timeout);
+        if self.timeout >= least {
+            return self;
+        }
+        tracing::warn!(
+            target: "sio::forward",
+            timeout = ?self.timeout,
+            raised_to = ?least,
+            "ForwardLimits.timeout is shorter than ping_interval + ping_timeout, so forwarded polls would time out before their owner answers; raised"
+        );
+        ForwardLimits {
+            timeout: least,
+            ..self
+        }
+    }
 }
 
 impl Default for ForwardLimits {
@@ -95,8 +137,19 @@ pub struct ClusterForwarder {
     serve: Serve,
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<ForwardedResponse>>>,
+    /// The nodes this one forwards to, as far as it knows them alive.
+    liveness: Arc<Liveness>,
+    /// The sessions this one forwards to, as their owners confirmed them.
+    sessions: Arc<Sessions>,
+    /// What to undo when the answer to a request of another node (its id and the request's)
+    /// cannot be delivered: the frames a poll took from its session.
+    undelivered: Mutex<HashMap<(u32, u64), Undo>>,
     /// Where each tunnel end of this node takes the other end's messages.
     tunnels: Mutex<HashMap<TunnelId, TunnelInlet>>,
+    /// Tunnel ends of this node not dropped yet (those closing included).
+    links: AtomicUsize,
+    /// Set when the node shuts down: no tunnel opens any more.
+    closing: AtomicBool,
     forwarded: AtomicU64,
     served: AtomicU64,
     failures: AtomicU64,
@@ -130,7 +183,12 @@ impl ClusterForwarder {
             serve,
             next_id: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
+            liveness: Arc::default(),
+            sessions: Arc::new(Sessions::new(limits.timeout)),
+            undelivered: Mutex::new(HashMap::new()),
             tunnels: Mutex::new(HashMap::new()),
+            links: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
             forwarded: AtomicU64::new(0),
             served: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -168,9 +226,32 @@ impl ClusterForwarder {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn undelivered(&self) -> std::sync::MutexGuard<'_, HashMap<(u32, u64), Undo>> {
+        self.undelivered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// For shutdown: ends the tunnels this node relays for other nodes' sessions (their
+    /// clients' WebSockets close with 1001, going away, and reconnect at once instead of
+    /// after the owner's idle timeout; the owners hear a close) and opens no new one.
+    pub(crate) fn close_tunnels(&self) {
+        self.closing.store(true, Ordering::Release);
+        let edge = self.node_id;
+        // Dropping an inlet ends its tunnel end's messages; the relay then closes both sides.
+        self.tunnels().retain(|id, _| id.edge != edge);
+    }
+
+    /// Tunnel ends of this node still open or closing (both ends: those it relays, and those
+    /// of its own sessions relayed elsewhere).
+    pub(crate) fn open_tunnels(&self) -> usize {
+        self.links.load(Ordering::Acquire)
+    }
+
     /// A new tunnel end on this node, talking to `peer`; it hears the peer's messages from now
     /// on, until it is dropped.
     fn tunnel(&self, id: TunnelId, peer: u32) -> Tunnel {
+        self.links.fetch_add(1, Ordering::AcqRel);
         let link = ClusterLink {
             forwarder: self.me.clone(),
             peer,
@@ -194,12 +275,50 @@ impl ClusterForwarder {
         request
     }
 
+    /// Clears a request for `sid` before the edge reads its body (see [`Forwarder::admit`]):
+    /// the owner must be known alive and, for a POST, the session confirmed by its owner (a
+    /// probe asks when it is not) and without another POST on its way.
+    async fn admit(
+        self: Arc<Self>,
+        sid: Sid,
+        method: ForwardMethod,
+    ) -> Result<Permit, ForwardError> {
+        let node_id = sid.node_id();
+        self.liveness.check(&self.backend, node_id).await?;
+        if method != ForwardMethod::Post {
+            return Ok(Box::new(()));
+        }
+        let posting = self
+            .sessions
+            .claim_post(sid)
+            .ok_or(ForwardError::Overlapping)?;
+        if !self.sessions.is_confirmed(sid) {
+            let probe = self.stamp(ForwardedRequest {
+                id: 0,
+                from: 0,
+                method: ForwardMethod::Probe,
+                sid,
+                query: String::new(),
+                headers: vec![],
+                body: Bytes::new(),
+            });
+            let answer = self.clone().counted(node_id, probe).await?;
+            if answer.status != 200 {
+                return Err(ForwardError::Refused(Box::new(answer)));
+            }
+        }
+        Ok(Box::new(posting))
+    }
+
     async fn send(
         self: Arc<Self>,
         node_id: u32,
         request: ForwardedRequest,
     ) -> Result<ForwardedResponse, ForwardError> {
-        let id = request.id;
+        // No place is taken for a node the cluster does not know alive: a forged sid's would
+        // be held until the timeout.
+        self.liveness.check(&self.backend, node_id).await?;
+        let (id, sid) = (request.id, request.sid);
         let (tx, rx) = oneshot::channel();
         {
             let mut pending = self.pending();
@@ -216,7 +335,10 @@ impl ClusterForwarder {
             Ok(false) => return Err(ForwardError::UnknownNode(node_id)),
             Err(err) => return Err(ForwardError::Backend(err.to_string())),
         }
-        self.answer(node_id, rx).await
+        let response = self.answer(node_id, rx).await?;
+        self.liveness.seen(node_id);
+        self.sessions.answered(sid, &response);
+        Ok(response)
     }
 
     /// Waits for the answer of node `node_id`, for at most the timeout. A node that died right
@@ -277,9 +399,12 @@ impl NodeReceiver for ClusterForwarder {
                 }
             }
             Ok(ForwardMessage::Request(request)) => {
+                // A node that sends requests is alive: its sessions need no lookup.
+                self.liveness.seen(request.from);
                 // `receive` has only `&self`; the serve task needs an owned handle.
                 let serve = self.serve.clone();
                 let backend = self.backend.clone();
+                let me = self.me.clone();
                 self.served.fetch_add(1, Ordering::Relaxed);
                 // The owner's end listens before the edge can send it anything (the edge
                 // relays only once it has the answer).
@@ -291,11 +416,26 @@ impl NodeReceiver for ClusterForwarder {
                     self.tunnel(id, request.from)
                 });
                 tokio::spawn(async move {
-                    let from = request.from;
+                    let (from, id) = (request.from, request.id);
                     let response = serve(request, tunnel).await;
                     let message = ForwardMessage::Response(response).encode();
-                    if let Err(err) = backend.send_to_node(from, message).await {
-                        tracing::warn!(target: "sio::forward", node = from, %err, "could not answer a forwarded request");
+                    let sent = backend.send_to_node(from, message).await;
+                    let undo = me
+                        .upgrade()
+                        .and_then(|forwarder| forwarder.undelivered().remove(&(from, id)));
+                    match sent {
+                        Ok(true) => return,
+                        Ok(false) => {
+                            tracing::debug!(target: "sio::forward", node = from, "the node that forwarded a request is gone, its answer is undelivered");
+                        }
+                        Err(err) => {
+                            tracing::warn!(target: "sio::forward", node = from, %err, "could not answer a forwarded request");
+                        }
+                    }
+                    // What the answer took from its session goes back, for the client's next
+                    // poll (through whichever node).
+                    if let Some(undo) = undo {
+                        undo();
                     }
                 });
             }
@@ -351,6 +491,7 @@ impl Drop for ClusterLink {
     fn drop(&mut self) {
         if let Some(forwarder) = self.forwarder.upgrade() {
             forwarder.tunnels().remove(&self.id);
+            forwarder.links.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -360,6 +501,14 @@ impl Drop for ClusterLink {
 pub struct ClusterForwarderRef(pub Arc<ClusterForwarder>);
 
 impl Forwarder for ClusterForwarderRef {
+    fn admit(
+        &self,
+        sid: Sid,
+        method: ForwardMethod,
+    ) -> Pin<Box<dyn Future<Output = Result<Permit, ForwardError>> + Send>> {
+        Box::pin(self.0.clone().admit(sid, method))
+    }
+
     fn forward(&self, node_id: u32, request: ForwardedRequest) -> ForwardFuture {
         let request = self.0.stamp(request);
         Box::pin(self.0.clone().counted(node_id, request))
@@ -367,6 +516,9 @@ impl Forwarder for ClusterForwarderRef {
 
     fn open_tunnel(&self, node_id: u32, request: ForwardedRequest) -> TunnelFuture {
         let this = self.0.clone();
+        if this.closing.load(Ordering::Acquire) {
+            return Box::pin(async { Err(ForwardError::Busy) });
+        }
         let request = this.stamp(request);
         let tunnel = this.tunnel(
             TunnelId {
@@ -376,6 +528,10 @@ impl Forwarder for ClusterForwarderRef {
             node_id,
         );
         Box::pin(async move { Ok((this.counted(node_id, request).await?, tunnel)) })
+    }
+
+    fn on_undelivered(&self, from: u32, id: u64, undo: Undo) {
+        self.0.undelivered().insert((from, id), undo);
     }
 }
 
@@ -399,7 +555,8 @@ impl ClusterForwarder {
 mod tests {
     use super::*;
     use crate::MemoryCluster;
-    use crate::engine::{ForwardMethod, Sid, TunnelEvent};
+    use crate::adapter::cluster::{BackendFuture, ClusterRequest, ClusterResponse, RequestHandler};
+    use crate::engine::TunnelEvent;
 
     fn echo() -> Serve {
         Arc::new(|req: ForwardedRequest, _| -> ServeFuture {
@@ -484,6 +641,190 @@ mod tests {
         );
         assert_eq!(first.await.unwrap(), Err(ForwardError::Timeout(2)));
         assert!(a.pending().is_empty());
+    }
+
+    /// A backend that takes every message, as Redis Cluster's PUBLISH does (its count is only
+    /// one shard node's subscribers), but tells which nodes listen when asked.
+    #[derive(Debug)]
+    struct TakesAll(crate::MemoryNode);
+
+    impl Backend for TakesAll {
+        fn register(&self, ns: &str, handler: Weak<dyn RequestHandler>) {
+            self.0.register(ns, handler);
+        }
+        fn publish(&self, ns: &str, request: ClusterRequest) {
+            self.0.publish(ns, request);
+        }
+        fn request(
+            &self,
+            ns: &str,
+            request: ClusterRequest,
+            timeout: Duration,
+        ) -> BackendFuture<Vec<ClusterResponse>> {
+            self.0.request(ns, request, timeout)
+        }
+        fn server_count(&self) -> BackendFuture<usize> {
+            self.0.server_count()
+        }
+        fn listen_node(&self, node_id: u32, receiver: Weak<dyn NodeReceiver>) -> bool {
+            self.0.listen_node(node_id, receiver)
+        }
+        fn send_to_node(&self, node_id: u32, message: Bytes) -> BackendFuture<bool> {
+            let sent = self.0.send_to_node(node_id, message);
+            Box::pin(async move { sent.await.map(|_| true) })
+        }
+        fn node_listens(&self, node_id: u32) -> BackendFuture<bool> {
+            self.0.node_listens(node_id)
+        }
+    }
+
+    /// Forged sids name nodes that do not exist: on a backend that takes every message they
+    /// are refused before they take a place, so they cannot crowd out a real session's request.
+    #[tokio::test]
+    async fn a_request_for_a_node_not_known_alive_takes_no_place() {
+        let cluster = MemoryCluster::default();
+        let limits = ForwardLimits {
+            max_in_flight: 1,
+            ..ForwardLimits::default()
+        };
+        let backend = Arc::new(TakesAll(cluster.node()));
+        let a = ClusterForwarder::start(backend, 1, echo(), limits).unwrap();
+        let _b = ClusterForwarder::start(Arc::new(cluster.node()), 2, echo(), limits).unwrap();
+        let forwarder = ClusterForwarderRef(a.clone());
+        let forged = (100..110).map(|node| forwarder.forward(node, request(node)));
+        for (node, answer) in (100..).zip(futures_util::future::join_all(forged).await) {
+            assert_eq!(answer, Err(ForwardError::UnknownNode(node)));
+        }
+        assert!(a.pending().is_empty());
+        let answer = forwarder.forward(2, request(2)).await.unwrap();
+        assert_eq!(answer.status, 200);
+    }
+
+    #[tokio::test]
+    async fn a_post_is_probed_until_its_session_is_confirmed_and_never_overlaps() {
+        let cluster = MemoryCluster::default();
+        let limits = ForwardLimits::default();
+        // The owner knows one session: the probe for another gets the protocol's 400.
+        let live = Sid::new(2);
+        let owner: Serve = Arc::new(move |req: ForwardedRequest, _| -> ServeFuture {
+            Box::pin(async move {
+                let (status, body) = match req.sid == live {
+                    true => (200, Bytes::new()),
+                    false => (
+                        400,
+                        Bytes::from_static(br#"{"code":1,"message":"Session ID unknown"}"#),
+                    ),
+                };
+                ForwardedResponse {
+                    id: req.id,
+                    status,
+                    headers: vec![],
+                    body,
+                }
+            })
+        });
+        let a = ClusterForwarder::start(Arc::new(cluster.node()), 1, echo(), limits).unwrap();
+        let b = ClusterForwarder::start(Arc::new(cluster.node()), 2, owner, limits).unwrap();
+        let forwarder = ClusterForwarderRef(a.clone());
+        let refused = forwarder.admit(Sid::new(2), ForwardMethod::Post).await;
+        assert!(
+            matches!(refused, Err(ForwardError::Refused(answer)) if answer.is_unknown_session())
+        );
+        assert_eq!(b.stats().served, 1);
+
+        let permit = forwarder.admit(live, ForwardMethod::Post).await.unwrap();
+        assert_eq!(b.stats().served, 2);
+        assert!(matches!(
+            forwarder.admit(live, ForwardMethod::Post).await,
+            Err(ForwardError::Overlapping)
+        ));
+        drop(permit);
+        // Confirmed by the probe's answer: the next POST goes without one.
+        let _permit = forwarder.admit(live, ForwardMethod::Post).await.unwrap();
+        assert_eq!(b.stats().served, 2);
+    }
+
+    /// The owner's answer to a poll carries frames it took from the session: when the edge
+    /// that asked is gone before the answer leaves, they are put back.
+    #[tokio::test]
+    async fn an_undelivered_answer_is_undone() {
+        let cluster = MemoryCluster::default();
+        let limits = ForwardLimits::default();
+        let owner_end: Arc<std::sync::OnceLock<ClusterForwarderRef>> = Arc::default();
+        let (go, wait) = tokio::sync::watch::channel(false);
+        let undone = Arc::new(AtomicU64::new(0));
+        let serve: Serve = {
+            let (owner_end, undone) = (owner_end.clone(), undone.clone());
+            Arc::new(move |req: ForwardedRequest, _| -> ServeFuture {
+                let (owner_end, undone, mut wait) =
+                    (owner_end.clone(), undone.clone(), wait.clone());
+                Box::pin(async move {
+                    let _ = wait.wait_for(|go| *go).await;
+                    let undo = Box::new(move || {
+                        undone.fetch_add(1, Ordering::Relaxed);
+                    });
+                    if let Some(owner) = owner_end.get() {
+                        owner.on_undelivered(req.from, req.id, undo);
+                    }
+                    ForwardedResponse {
+                        id: req.id,
+                        status: 200,
+                        headers: vec![],
+                        body: req.body,
+                    }
+                })
+            })
+        };
+        let a = ClusterForwarder::start(Arc::new(cluster.node()), 1, echo(), limits).unwrap();
+        let b = ClusterForwarder::start(Arc::new(cluster.node()), 2, serve, limits).unwrap();
+        let _ = owner_end.set(ClusterForwarderRef(b.clone()));
+        let edge = ClusterForwarderRef(a.clone());
+
+        // Delivered: nothing to undo, and nothing kept.
+        go.send_replace(true);
+        edge.forward(2, request(2)).await.unwrap();
+        assert_eq!(undone.load(Ordering::Relaxed), 0);
+        assert!(b.undelivered().is_empty());
+
+        // The edge goes while the owner works on its answer.
+        go.send_replace(false);
+        let asked = tokio::spawn(async move { edge.forward(2, request(2)).await });
+        for _ in 0..100 {
+            if b.stats().served == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        asked.abort();
+        let _ = asked.await;
+        drop(a);
+        go.send_replace(true);
+        for _ in 0..100 {
+            if undone.load(Ordering::Relaxed) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(undone.load(Ordering::Relaxed), 1);
+        assert!(b.undelivered().is_empty());
+    }
+
+    #[test]
+    fn a_timeout_shorter_than_the_heartbeat_is_raised() {
+        let limits = ForwardLimits {
+            timeout: Duration::from_secs(10),
+            ..ForwardLimits::default()
+        };
+        let (interval, timeout) = (Duration::from_secs(25), Duration::from_secs(20));
+        assert_eq!(
+            limits.for_heartbeat(interval, timeout).timeout,
+            Duration::from_secs(45)
+        );
+        let long = ForwardLimits {
+            timeout: Duration::from_secs(60),
+            ..limits
+        };
+        assert_eq!(long.for_heartbeat(interval, timeout).timeout, long.timeout);
     }
 
     /// A node that crashes right after the backend counted it for a request (Redis had not yet

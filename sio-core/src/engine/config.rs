@@ -68,10 +68,20 @@ pub struct EngineConfig {
     /// Accept Engine.IO v3 clients (`allowEIO3`; socket.io-client 2.x). A request without
     /// `EIO` then counts as v3, as in Node. Default false.
     pub allow_eio3: bool,
-    /// Packets one polling POST may carry; a longer batch closes the session (HTTP 400), so a
-    /// body of many tiny packets cannot keep the server dispatching. Default 1,024 (Node: no
-    /// limit besides `max_payload`).
+    /// Packets one polling POST may carry; a longer batch closes the session (HTTP 400).
+    /// Default: no limit besides `max_payload`, as in Node. A client sends everything it has
+    /// buffered in one POST of up to `max_payload` bytes (half a million packets of two bytes
+    /// at the default), so a limit much lower than `max_payload / 2` refuses a legitimate
+    /// client that emitted a burst while its previous POST was in flight. Whatever the limit,
+    /// decoding a body takes little memory beyond the body itself: its packets are checked first
+    /// (stopping at the first one past the limit), then decoded again one at a time as they
+    /// are dispatched, never held as a list (40 times the body for tiny packets).
     pub max_packets_per_batch: usize,
+    /// Time a client has to send a polling POST's body once its head has arrived; a slower
+    /// one gets HTTP 400 (and a session of this node is closed, as for any bad body), so
+    /// that a client trickling its body does not hold a connection open. Default 30 s (Node:
+    /// its HTTP server's `requestTimeout`, 300 s).
+    pub body_timeout: Duration,
     /// Sessions open at once in this process; handshakes past it get HTTP 503 and clients
     /// retry with their backoff. Default 100,000 (Node: no limit).
     pub max_sessions: usize,
@@ -94,6 +104,7 @@ impl fmt::Debug for EngineConfig {
             .field("allow_request", &self.allow_request.is_some())
             .field("allow_eio3", &self.allow_eio3)
             .field("max_packets_per_batch", &self.max_packets_per_batch)
+            .field("body_timeout", &self.body_timeout)
             .field("max_sessions", &self.max_sessions)
             .field("max_handshakes_per_second", &self.max_handshakes_per_second)
             .finish()
@@ -113,7 +124,8 @@ impl Default for EngineConfig {
             cors: None,
             allow_request: None,
             allow_eio3: false,
-            max_packets_per_batch: 1024,
+            max_packets_per_batch: usize::MAX,
+            body_timeout: Duration::from_secs(30),
             max_sessions: 100_000,
             max_handshakes_per_second: None,
         }
@@ -193,6 +205,12 @@ impl EngineConfigBuilder {
     /// Sets [`EngineConfig::max_packets_per_batch`].
     pub fn max_packets_per_batch(mut self, packets: usize) -> Self {
         self.0.max_packets_per_batch = packets.max(1);
+        self
+    }
+
+    /// Sets [`EngineConfig::body_timeout`].
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.0.body_timeout = timeout;
         self
     }
 

@@ -7,6 +7,13 @@
 //! ([`ForwardMethod::Upgrade`]); once the owner accepts it, the WebSocket's messages travel both
 //! ways as [`TunnelMessage`]s (see [`Tunnel`](super::Tunnel)). All of them travel as one compact
 //! binary [`ForwardMessage`] whose codec is pure, so it is tested without a network.
+//!
+//! A sid is only a claim: anyone can make one up with any node id in it. So before the edge
+//! reads more of a request than its head, the [`Forwarder`] clears it
+//! ([`Forwarder::admit`]): the owner must be a node the cluster knows alive, and a POST's
+//! session one its owner has confirmed (with a body-less [`ForwardMethod::Probe`] when the
+//! edge has not seen it answered yet). A forged sid then costs a small message at most, never
+//! a body sent across the cluster or a request slot held until the timeout.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,14 +24,16 @@ use actix_web::http::{Method, StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::packet::Frame;
+use super::polling::Polled;
 use super::sid::Sid;
-use super::socket::{CloseReason, TransportKind};
+use super::socket::{CloseReason, Socket, TransportKind};
 use super::{Engine, Handler, RequestError, Tunnel, polling, service};
 
 /// Version byte of the wire format; bumped when the layout changes, so mixed versions refuse
 /// each other's messages instead of misreading them.
-/// Version 2 added WebSocket upgrades and their tunnels.
-const VERSION: u8 = 2;
+/// Version 2 added WebSocket upgrades and their tunnels, version 3 probes.
+const VERSION: u8 = 3;
 const KIND_GET: u8 = 1;
 const KIND_POST: u8 = 2;
 const KIND_RESPONSE: u8 = 3;
@@ -32,6 +41,7 @@ const KIND_UPGRADE: u8 = 4;
 const KIND_TUNNEL_TEXT: u8 = 5;
 const KIND_TUNNEL_BINARY: u8 = 6;
 const KIND_TUNNEL_CLOSE: u8 = 7;
+const KIND_PROBE: u8 = 8;
 /// More headers than this is not a request a browser's Engine.IO client sends.
 const MAX_HEADERS: usize = 64;
 
@@ -47,6 +57,9 @@ pub enum ForwardMethod {
     /// [`TUNNEL_ACCEPTED`](ForwardedResponse::TUNNEL_ACCEPTED) and runs the upgrade over a
     /// tunnel whose id is the request's (see [`TunnelId`]).
     Upgrade,
+    /// Whether the session is live and on polling, asked before a POST's body is read: the
+    /// owner answers 200 with no body, or the error the POST would get.
+    Probe,
 }
 
 /// A request for a session of another node, as the edge node received it.
@@ -56,7 +69,7 @@ pub struct ForwardedRequest {
     pub id: u64,
     /// The edge node's id: where the answer goes.
     pub from: u32,
-    /// GET or POST.
+    /// What it asks for.
     pub method: ForwardMethod,
     /// The session, owned by the node the request goes to.
     pub sid: Sid,
@@ -88,6 +101,16 @@ impl ForwardedResponse {
     /// Another WebSocket carries (or is probing) the session: the edge accepts the WebSocket
     /// and closes it at once, as a local upgrade does.
     pub const TUNNEL_BUSY: u16 = 409;
+
+    /// Whether the owner says the session is unknown (ended, or never existed): Engine.IO's
+    /// 400 with code 1.
+    pub fn is_unknown_session(&self) -> bool {
+        self.status == StatusCode::BAD_REQUEST.as_u16()
+            && serde_json::from_slice::<serde_json::Value>(&self.body).is_ok_and(|body| {
+                body.get("code")
+                    .is_some_and(|code| *code == RequestError::UnknownSid.code())
+            })
+    }
 }
 
 /// Names a tunnel: the edge node that opened it (and holds the client's WebSocket) and the id
@@ -184,7 +207,7 @@ pub enum ForwardDecodeError {
     /// Another version of the wire format; both nodes must run compatible sio versions.
     #[error("unknown forwarding message version {0}")]
     Version(u8),
-    /// Neither a request nor a response.
+    /// Neither a request, a response nor a tunnel message.
     #[error("unknown forwarding message kind {0}")]
     Kind(u8),
     /// The sid or query is not valid text, or not a sid.
@@ -206,6 +229,7 @@ impl ForwardMessage {
                     ForwardMethod::Get => KIND_GET,
                     ForwardMethod::Post => KIND_POST,
                     ForwardMethod::Upgrade => KIND_UPGRADE,
+                    ForwardMethod::Probe => KIND_PROBE,
                 });
                 out.put_u64(req.id);
                 out.put_u32(req.from);
@@ -248,7 +272,7 @@ impl ForwardMessage {
             return Err(ForwardDecodeError::Version(version));
         }
         let kind = get_u8(&mut buf)?;
-        if !(KIND_GET..=KIND_TUNNEL_CLOSE).contains(&kind) {
+        if !(KIND_GET..=KIND_PROBE).contains(&kind) {
             return Err(ForwardDecodeError::Kind(kind));
         }
         let id = get_u64(&mut buf)?;
@@ -256,6 +280,7 @@ impl ForwardMessage {
             KIND_GET => ForwardMethod::Get,
             KIND_POST => ForwardMethod::Post,
             KIND_UPGRADE => ForwardMethod::Upgrade,
+            KIND_PROBE => ForwardMethod::Probe,
             KIND_RESPONSE => return decode_response(id, buf),
             _ => return decode_tunnel(kind, id, buf),
         };
@@ -376,6 +401,15 @@ pub enum ForwardError {
     /// The cluster backend could not carry the request.
     #[error("cluster backend unavailable: {0}")]
     Backend(String),
+    /// The owner refused the request before its body was sent, with this answer (its answer
+    /// to the [`ForwardMethod::Probe`], relayed to the client as is): the session is unknown
+    /// to it, or no longer on polling.
+    #[error("the session's owner refused the request (HTTP {})", .0.status)]
+    Refused(Box<ForwardedResponse>),
+    /// Another POST for the session is on its way through this node already. A client sends
+    /// one at a time, so the client gets a 400 as from the owner.
+    #[error("overlapping forwarded POSTs for one session")]
+    Overlapping,
 }
 
 /// The answer of a [`Forwarder`].
@@ -388,9 +422,28 @@ pub type ForwardFuture =
 pub type TunnelFuture =
     Pin<Box<dyn Future<Output = Result<(ForwardedResponse, Tunnel), ForwardError>> + Send>>;
 
+/// The answer of [`Forwarder::admit`]: leave to forward the request, as a permit that holds
+/// what it reserves (the one POST of a session in flight) until it is dropped.
+pub(crate) type AdmitFuture =
+    Pin<Box<dyn Future<Output = Result<Box<dyn Send + Sync>, ForwardError>> + Send>>;
+
+/// Puts back what an answer to a forwarded poll took from its session (see
+/// [`Forwarder::on_undelivered`]).
+pub(crate) type Undo = Box<dyn FnOnce() + Send>;
+
 /// Carries a request for a foreign session to the node that owns it and brings back the
 /// answer. The engine calls it; the Socket.IO layer provides one over its cluster backend.
 pub trait Forwarder: Send + Sync + 'static {
+    /// Clears a request for `sid` before the edge reads more of it than its head (a POST's
+    /// body): a request for a node the cluster does not know alive, for a session its owner
+    /// does not confirm, or overlapping another POST of its session, is refused at once. The
+    /// permit is held until the request is answered; what it reserves is released when it is
+    /// dropped. The default clears every request and reserves nothing.
+    fn admit(&self, sid: Sid, method: ForwardMethod) -> AdmitFuture {
+        let _ = (sid, method);
+        Box::pin(async { Ok(Box::new(()) as Box<dyn Send + Sync>) })
+    }
+
     /// Sends `request` to node `node_id` and waits (boundedly) for its answer.
     fn forward(&self, node_id: u32, request: ForwardedRequest) -> ForwardFuture;
 
@@ -398,6 +451,14 @@ pub trait Forwarder: Send + Sync + 'static {
     /// (boundedly) for its answer. The tunnel, named after the request, listens before the
     /// request leaves, so none of the owner's messages is missed.
     fn open_tunnel(&self, node_id: u32, request: ForwardedRequest) -> TunnelFuture;
+
+    /// On the owner: the answer to request `id` of node `from` carries frames a poll took
+    /// from its session; if the answer cannot be delivered to `from`, run `undo`, which puts
+    /// them back at the head of the session's queue for the client's next poll. The default
+    /// drops `undo` (the frames are lost with an undelivered answer).
+    fn on_undelivered(&self, from: u32, id: u64, undo: Undo) {
+        let _ = (from, id, undo);
+    }
 }
 
 /// The request headers the owner reads (the body's type and length); the rest stays on the edge.
@@ -437,7 +498,15 @@ impl<H: Handler> Engine<H> {
         match request.method {
             // An upgrade comes with its tunnel, to `serve_tunnel`.
             ForwardMethod::Upgrade => Err(RequestError::BadRequest),
-            ForwardMethod::Get => polling::get(&socket, max).await,
+            ForwardMethod::Probe => Ok(HttpResponse::Ok().finish()),
+            ForwardMethod::Get => {
+                let polled = polling::poll(&socket, max).await?;
+                let response = polled.response(socket.protocol());
+                if let (Polled::Drained(frames), Some(forwarder)) = (polled, self.forwarder()) {
+                    forwarder.on_undelivered(request.from, request.id, put_back(&socket, frames));
+                }
+                Ok(response)
+            }
             ForwardMethod::Post => {
                 let _writer = polling::claim_writer(&socket)?;
                 if request.body.len() > max {
@@ -455,8 +524,22 @@ impl<H: Handler> Engine<H> {
     }
 }
 
-/// The edge side: reads the request (bounded by `max_payload`), sends it to the sid's owner
-/// and relays the answer.
+/// What undoes a poll's answer that never reached its client: its frames go back to the head
+/// of the session's queue (if the session is still there), in their order.
+fn put_back<D: Send + Sync + 'static>(socket: &Arc<Socket<D>>, frames: Vec<Frame>) -> Undo {
+    let socket = Arc::downgrade(socket);
+    Box::new(move || {
+        if let Some(socket) = socket.upgrade() {
+            tracing::debug!(target: "sio::forward", frames = frames.len(), "forwarded poll answer undelivered, frames requeued");
+            for frame in frames.into_iter().rev() {
+                socket.requeue(frame);
+            }
+        }
+    })
+}
+
+/// The edge side: once the forwarder has cleared the request, reads it (bounded by
+/// `max_payload` and `body_timeout`), sends it to the sid's owner and relays the answer.
 pub(super) async fn forward_polling<H: Handler>(
     engine: &Engine<H>,
     forwarder: &Arc<dyn Forwarder>,
@@ -469,11 +552,16 @@ pub(super) async fn forward_polling<H: Handler>(
         Method::POST => ForwardMethod::Post,
         _ => return Err(RequestError::BadRequest),
     };
+    // Held until the answer is relayed: it is the session's one POST in flight here.
+    let _permit = match forwarder.admit(sid, method).await {
+        Ok(permit) => permit,
+        Err(err) => return forward_refused(err),
+    };
     let body = match method {
-        ForwardMethod::Get | ForwardMethod::Upgrade => Bytes::new(),
-        ForwardMethod::Post => polling::read_body(req, body, engine.config().max_payload_len())
+        ForwardMethod::Post => polling::read_body(engine.config(), req, body)
             .await?
             .freeze(),
+        _ => Bytes::new(),
     };
     let headers = FORWARDED_HEADERS
         .iter()
@@ -496,15 +584,27 @@ pub(super) async fn forward_polling<H: Handler>(
     };
     match forwarder.forward(sid.node_id(), request).await {
         Ok(response) => Ok(from_forwarded(response)),
-        Err(ForwardError::UnknownNode(_)) => Err(RequestError::UnknownSid),
-        Err(err) => Ok(forward_failed(sid, &err)),
+        Err(err) => forward_refused(err),
+    }
+}
+
+/// What the client gets when its request was not answered by the owner: the protocol's
+/// "Session ID unknown" when the owner is gone (or never was), the owner's own refusal, a 400
+/// for a second POST of the session, else a failure status.
+pub(super) fn forward_refused(err: ForwardError) -> Result<HttpResponse, RequestError> {
+    match err {
+        ForwardError::UnknownNode(_) => Err(RequestError::UnknownSid),
+        ForwardError::Refused(answer) => Ok(from_forwarded(*answer)),
+        ForwardError::Overlapping => Err(RequestError::BadRequest),
+        err => Ok(forward_failed(&err)),
     }
 }
 
 /// What the client gets when its request found no answer on the owner: 503 when too many
-/// wait already (it retries), 502 otherwise.
-pub(super) fn forward_failed(sid: Sid, err: &ForwardError) -> HttpResponse {
-    tracing::warn!(target: "sio::forward", %sid, %err, "forwarded request failed");
+/// wait already (it retries), 502 otherwise. The sid is not logged: it is the session's bearer
+/// token (the error names the node).
+fn forward_failed(err: &ForwardError) -> HttpResponse {
+    tracing::warn!(target: "sio::forward", %err, "forwarded request failed");
     let status = match err {
         ForwardError::Busy => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_GATEWAY,
@@ -646,14 +746,39 @@ mod tests {
     }
 
     #[test]
-    fn version_1_messages_are_refused() {
-        // A node of the version before tunnels: its messages are not misread.
-        let mut raw = tunnel(0, TunnelEvent::Close(1000)).encode().to_vec();
-        raw[0] = 1;
-        assert_eq!(
-            ForwardMessage::decode(raw.into()),
-            Err(ForwardDecodeError::Version(1))
-        );
+    fn older_versions_are_refused() {
+        // Nodes of the versions before tunnels and before probes: their messages are not misread.
+        for version in [1, 2] {
+            let mut raw = tunnel(0, TunnelEvent::Close(1000)).encode().to_vec();
+            raw[0] = version;
+            assert_eq!(
+                ForwardMessage::decode(raw.into()),
+                Err(ForwardDecodeError::Version(version))
+            );
+        }
+    }
+
+    #[test]
+    fn a_probe_is_a_request_without_a_body() {
+        // As the edge sends it: the sid, and nothing of the client's request.
+        let probe = ForwardMessage::Request(ForwardedRequest {
+            query: String::new(),
+            headers: vec![],
+            body: Bytes::new(),
+            ..request(ForwardMethod::Probe)
+        });
+        let encoded = probe.encode();
+        assert_eq!(encoded[1], KIND_PROBE);
+        assert_eq!(encoded.len(), 1 + 1 + 8 + 4 + (4 + 22) + 4 + 1 + 4);
+        assert_eq!(ForwardMessage::decode(encoded), Ok(probe));
+    }
+
+    #[test]
+    fn an_unknown_session_answer_is_told_from_other_refusals() {
+        let answer = |err: RequestError| into_forwarded(1, err.error_response());
+        assert!(answer(RequestError::UnknownSid).is_unknown_session());
+        assert!(!answer(RequestError::BadRequest).is_unknown_session());
+        assert!(!into_forwarded(1, HttpResponse::Ok().body("ok")).is_unknown_session());
     }
 
     #[test]
@@ -667,7 +792,7 @@ mod tests {
             Err(ForwardDecodeError::Version(9))
         );
         raw[0] = VERSION;
-        for kind in [0, 8, 42] {
+        for kind in [0, 9, 42] {
             raw[1] = kind;
             assert_eq!(
                 ForwardMessage::decode(raw.clone().into()),

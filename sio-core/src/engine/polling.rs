@@ -10,7 +10,7 @@ use futures_util::StreamExt as _;
 
 use super::packet::{Frame, Packet, encode};
 use super::socket::{CloseReason, Protocol, RequestInfo, Socket, TransportKind};
-use super::{Engine, Handler, RequestError, payload};
+use super::{Engine, EngineConfig, Handler, RequestError, payload};
 
 /// How long a poll that starts during an upgrade may wait for it (Node's upgrade check interval).
 const UPGRADE_CHECK: Duration = Duration::from_millis(100);
@@ -27,14 +27,41 @@ pub(super) fn handshake<H: Handler>(
     payload_response(protocol, &[open])
 }
 
-/// Answers a poll with what is queued, waiting until something is. A poll that finds another
-/// one pending is a protocol error that closes the session; the pending one gets the close
-/// packet. (actix-web does not tell a handler that its client went away, so an aborted poll is
-/// detected this way too, when the client polls again.)
+/// Answers a poll with what is queued, waiting until something is.
 pub(super) async fn get<D>(
     socket: &Arc<Socket<D>>,
     max_payload: usize,
 ) -> Result<HttpResponse, RequestError> {
+    Ok(poll(socket, max_payload).await?.response(socket.protocol()))
+}
+
+/// What a poll takes from its session.
+#[derive(Debug)]
+pub(super) enum Polled {
+    /// Frames drained from the queue: the answer is theirs alone, and they are nowhere else.
+    Drained(Vec<Frame>),
+    /// Nothing to deliver, the poll only has to end: a noop.
+    Noop,
+}
+
+impl Polled {
+    /// The answer to the poll, framed for the session's protocol.
+    pub(super) fn response(&self, protocol: Protocol) -> HttpResponse {
+        match self {
+            Polled::Drained(frames) => payload_response(protocol, frames),
+            Polled::Noop => payload_response(protocol, &[encode(&Packet::Noop)]),
+        }
+    }
+}
+
+/// Takes what a poll answers with, waiting until something is queued. A poll that finds
+/// another one pending is a protocol error that closes the session; the pending one gets the
+/// close packet. (actix-web does not tell a handler that its client went away, so an aborted
+/// poll is detected this way too, when the client polls again.)
+pub(super) async fn poll<D>(
+    socket: &Arc<Socket<D>>,
+    max_payload: usize,
+) -> Result<Polled, RequestError> {
     let Ok(_reader) = socket.reader.try_lock() else {
         tracing::debug!(sid = %socket.sid(), "overlapping polls, closing the session");
         socket.close(CloseReason::TransportError);
@@ -60,17 +87,14 @@ pub(super) async fn get<D>(
     loop {
         // During an upgrade the queue is kept for the WebSocket; the poll only has to end.
         if socket.is_upgrading() {
-            return Ok(payload_response(
-                socket.protocol(),
-                &[encode(&Packet::Noop)],
-            ));
+            return Ok(Polled::Noop);
         }
         if socket.transport() != TransportKind::Polling {
             return Err(RequestError::BadRequest);
         }
         let frames = socket.drain(max_payload);
         if !frames.is_empty() {
-            return Ok(frames_response(socket, frames));
+            return Ok(drained(socket, frames));
         }
         if socket.is_closed() {
             return closed_answer(socket, max_payload);
@@ -82,28 +106,25 @@ pub(super) async fn get<D>(
 /// A poll on a closed session: what the server queued before closing it (a DISCONNECT, then
 /// the close packet, as Node flushes its buffer before closing), a noop for the one poll that
 /// answers the client's own close, "Session ID unknown" for the rest.
-fn closed_answer<D>(socket: &Socket<D>, max_payload: usize) -> Result<HttpResponse, RequestError> {
+fn closed_answer<D>(socket: &Socket<D>, max_payload: usize) -> Result<Polled, RequestError> {
     if socket.close_reason().is_some_and(CloseReason::flushes) {
         let frames = socket.drain(max_payload);
         if !frames.is_empty() {
-            return Ok(frames_response(socket, frames));
+            return Ok(drained(socket, frames));
         }
     }
     if socket.deliver_close() {
-        Ok(payload_response(
-            socket.protocol(),
-            &[encode(&Packet::Noop)],
-        ))
+        Ok(Polled::Noop)
     } else {
         Err(RequestError::UnknownSid)
     }
 }
 
-/// The answer to a poll that drained `frames`. When the server closed the session, the close
-/// packet goes in a payload of its own: the client reads a payload in one go, acting on a close
-/// packet at once but on Socket.IO packets only on the next tick, so a DISCONNECT before it
-/// would be lost (Node sends them apart too, flushing its buffer before closing).
-fn frames_response<D>(socket: &Socket<D>, mut frames: Vec<Frame>) -> HttpResponse {
+/// A poll that drained `frames`. When the server closed the session, the close packet goes in
+/// a payload of its own: the client reads a payload in one go, acting on a close packet at once
+/// but on Socket.IO packets only on the next tick, so a DISCONNECT before it would be lost
+/// (Node sends them apart too, flushing its buffer before closing).
+fn drained<D>(socket: &Socket<D>, mut frames: Vec<Frame>) -> Polled {
     if socket.close_reason().is_some_and(CloseReason::flushes) {
         let close = encode(&Packet::Close);
         if frames.len() > 1 && frames.last() == Some(&close) {
@@ -113,7 +134,7 @@ fn frames_response<D>(socket: &Socket<D>, mut frames: Vec<Frame>) -> HttpRespons
             socket.mark_close_delivered();
         }
     }
-    payload_response(socket.protocol(), &frames)
+    Polled::Drained(frames)
 }
 
 /// Reads a payload of packets from the client and acts on each, in order.
@@ -124,7 +145,7 @@ pub(super) async fn post<H: Handler>(
     body: web::Payload,
 ) -> Result<HttpResponse, RequestError> {
     let _writer = claim_writer(socket)?;
-    let body = match read_body(req, body, engine.config().max_payload_len()).await {
+    let body = match read_body(engine.config(), req, body).await {
         Ok(body) => body,
         Err(err) => {
             tracing::debug!(sid = %socket.sid(), %err, "bad polling body, closing the session");
@@ -160,25 +181,21 @@ pub(super) fn post_body<H: Handler>(
     content_type: Option<&[u8]>,
 ) -> Result<HttpResponse, RequestError> {
     let binary_body = content_type.is_some_and(|v| v.starts_with(b"application/octet-stream"));
+    let max = engine.config().max_packets_per_batch;
     let decoded = match socket.protocol() {
-        Protocol::V4 => payload::decode(body),
-        Protocol::V3 { .. } if binary_body => payload::v3::decode_binary_payload(&body),
-        Protocol::V3 { .. } => payload::v3::decode_text_payload(body),
+        Protocol::V4 => payload::decode(body, max),
+        Protocol::V3 { .. } if binary_body => payload::v3::decode_binary_payload(body, max),
+        Protocol::V3 { .. } => payload::v3::decode_text_payload(body, max),
     };
-    let packets = match decoded {
-        Ok(packets) if packets.len() > engine.config().max_packets_per_batch => {
-            tracing::debug!(sid = %socket.sid(), packets = packets.len(), "batch over max_packets_per_batch, closing the session");
-            socket.close(CloseReason::ParseError);
-            return Err(RequestError::BadRequest);
-        }
-        Ok(packets) => packets,
+    let payload = match decoded {
+        Ok(payload) => payload,
         Err(err) => {
             tracing::debug!(sid = %socket.sid(), %err, "invalid payload, closing the session");
             socket.close(CloseReason::ParseError);
             return Err(RequestError::BadRequest);
         }
     };
-    for packet in packets {
+    for packet in payload.packets() {
         if socket.is_closed() {
             break;
         }
@@ -189,13 +206,19 @@ pub(super) fn post_body<H: Handler>(
         .body("ok"))
 }
 
-/// Reads a request body of at most `max` bytes, refusing as soon as the limit is passed (by the
-/// announced length, or by what has arrived) instead of after reading it all.
+/// What a body's announced length may make the server reserve before the bytes arrive: a
+/// client that announces `max_payload` and then sends nothing must not cost that much memory.
+const PREALLOCATE_MAX: usize = 64 << 10;
+
+/// Reads a polling POST body: at most `max_payload` bytes (refused as soon as the limit is
+/// passed, by the announced length or by what has arrived, instead of after reading it all),
+/// within `body_timeout` (a client that trickles its body holds a connection only that long).
 pub(super) async fn read_body(
+    config: &EngineConfig,
     req: &HttpRequest,
     mut body: web::Payload,
-    max: usize,
 ) -> Result<BytesMut, RequestError> {
+    let max = config.max_payload_len();
     let announced = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -204,15 +227,21 @@ pub(super) async fn read_body(
     if announced.is_some_and(|len| len > max) {
         return Err(RequestError::PayloadTooLarge);
     }
-    let mut buf = BytesMut::with_capacity(announced.unwrap_or(0));
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|_| RequestError::BadRequest)?;
-        if buf.len() + chunk.len() > max {
-            return Err(RequestError::PayloadTooLarge);
+    let mut buf = BytesMut::with_capacity(announced.unwrap_or(0).min(PREALLOCATE_MAX));
+    let read = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|_| RequestError::BadRequest)?;
+            if buf.len() + chunk.len() > max {
+                return Err(RequestError::PayloadTooLarge);
+            }
+            buf.extend_from_slice(&chunk);
         }
-        buf.extend_from_slice(&chunk);
+        Ok(())
+    };
+    match tokio::time::timeout(config.body_timeout, read).await {
+        Ok(read) => read.map(|()| buf),
+        Err(_) => Err(RequestError::BadRequest),
     }
-    Ok(buf)
 }
 
 /// A poll's answer, framed for the session's protocol.

@@ -102,7 +102,8 @@ async fn handle<H: Handler>(
     let mut res = match route(&engine, &req, body).await {
         Ok(res) => res,
         Err(err) => {
-            tracing::debug!(uri = %req.uri(), %err, "request refused");
+            // The path only: the query holds the sid, a bearer token of the session.
+            tracing::debug!(method = %req.method(), path = req.path(), %err, "request refused");
             err.error_response()
         }
     };

@@ -4,7 +4,8 @@
 //! probe, the upgrade and everything after it behave as on a local WebSocket.
 //!
 //! A tunnel is bounded on both ends: each end buffers at most a fixed number of bytes of the
-//! other's messages, text and binary messages from the client are bounded by `max_payload`,
+//! other's messages (each message counted with what it costs besides its payload, so that
+//! empty ones count too), text and binary messages from the client are bounded by `max_payload`,
 //! and an end that hears nothing for the idle timeout (longer than the ping interval, so only
 //! a gone peer trips it) gives up.
 
@@ -22,7 +23,7 @@ use tokio::sync::mpsc;
 
 use super::forward::{
     ForwardError, ForwardMethod, ForwardedRequest, ForwardedResponse, Forwarder, TunnelEvent,
-    TunnelId, TunnelMessage, forward_failed, from_forwarded, into_forwarded,
+    TunnelId, TunnelMessage, forward_refused, from_forwarded, into_forwarded,
 };
 use super::sid::Sid;
 use super::socket::Socket;
@@ -31,6 +32,16 @@ use super::{Engine, Handler, RequestError, service};
 
 /// The close code a tunnel carries for a close frame without one (RFC 6455's "no status").
 const NO_STATUS: u16 = 1005;
+
+/// What a buffered message costs besides its payload (the event and its place in the channel),
+/// counted against the buffer's bound: a flood of empty messages must fill it too, and the
+/// bound on bytes is then also one on the number of messages.
+const MESSAGE_COST: usize = 64;
+
+/// What a message takes of a tunnel end's buffer.
+fn cost(event: &TunnelEvent) -> usize {
+    event.len() + MESSAGE_COST
+}
 
 /// What [`TunnelLink::send`] returns.
 pub type TunnelSendFuture = Pin<Box<dyn Future<Output = Result<(), ForwardError>> + Send>>;
@@ -64,7 +75,8 @@ pub trait TunnelLink: Send + Sync + 'static {
 pub struct Tunnel {
     id: TunnelId,
     inbox: mpsc::UnboundedReceiver<TunnelEvent>,
-    /// Payload bytes handed in and not read yet (shared with the inlet, which bounds them).
+    /// What the messages handed in and not read yet cost (shared with the inlet, which bounds
+    /// it): their payload bytes and [`MESSAGE_COST`] each.
     buffered: Arc<AtomicUsize>,
     link: Box<dyn TunnelLink>,
     idle: Duration,
@@ -93,10 +105,10 @@ impl std::fmt::Debug for Tunnel {
 /// use sio_core::engine::{TunnelEvent, TunnelId, TunnelMessage};
 ///
 /// let tunnel = TunnelId { edge: 1, id: 7 };
-/// let (_end, mut inlet) = Tunnel::new(tunnel, Box::new(Nowhere), 4, Duration::from_secs(45));
+/// let (_end, mut inlet) = Tunnel::new(tunnel, Box::new(Nowhere), 1024, Duration::from_secs(45));
 /// let text = |seq, s: &'static str| TunnelMessage { tunnel, seq, event: TunnelEvent::Text(Bytes::from(s)) };
 /// assert!(inlet.push(text(0, "2")));
-/// // A message missing (seq 1), or more than 4 bytes waiting: the tunnel is over.
+/// // A message missing (seq 1), or more than 1024 bytes waiting: the tunnel is over.
 /// assert!(!inlet.push(text(2, "3")));
 /// ```
 #[derive(Debug)]
@@ -108,9 +120,10 @@ pub struct TunnelInlet {
 }
 
 impl Tunnel {
-    /// A tunnel end that sends through `link`, buffers at most `max_buffered` payload bytes of
-    /// the other end's messages, and gives up on an other end silent for `idle`. The inlet
-    /// goes to whatever receives the other end's messages.
+    /// A tunnel end that sends through `link`, buffers at most `max_buffered` bytes of the
+    /// other end's messages (their payload, and 64 bytes each for the message itself), and
+    /// gives up on an other end silent for `idle`. The inlet goes to whatever receives the
+    /// other end's messages.
     pub fn new(
         id: TunnelId,
         link: Box<dyn TunnelLink>,
@@ -159,7 +172,7 @@ impl Tunnel {
     }
 
     fn taken(&self, event: TunnelEvent) -> TunnelEvent {
-        self.buffered.fetch_sub(event.len(), Ordering::AcqRel);
+        self.buffered.fetch_sub(cost(&event), Ordering::AcqRel);
         event
     }
 
@@ -195,8 +208,8 @@ impl TunnelInlet {
             return false;
         }
         self.next_seq += 1;
-        let len = message.event.len();
-        let buffered = self.buffered.fetch_add(len, Ordering::AcqRel) + len;
+        let cost = cost(&message.event);
+        let buffered = self.buffered.fetch_add(cost, Ordering::AcqRel) + cost;
         if buffered > self.max_buffered {
             tracing::warn!(target: "sio::forward", tunnel = ?message.tunnel, buffered, "tunnel buffer full, breaking the tunnel");
             return false;
@@ -328,6 +341,11 @@ pub(super) async fn forward_upgrade<H: Handler>(
 ) -> Result<HttpResponse, RequestError> {
     // A request that is no WebSocket handshake is refused before the owner hears of it.
     let (accepted, conn) = websocket::accept(engine, req, body)?;
+    // A forged sid is refused before a tunnel end is made for it.
+    let _permit = match forwarder.admit(sid, ForwardMethod::Upgrade).await {
+        Ok(permit) => permit,
+        Err(err) => return forward_refused(err),
+    };
     let request = ForwardedRequest {
         id: 0,
         from: engine.node_id(),
@@ -339,8 +357,7 @@ pub(super) async fn forward_upgrade<H: Handler>(
     };
     let (answer, tunnel) = match forwarder.open_tunnel(sid.node_id(), request).await {
         Ok(opened) => opened,
-        Err(ForwardError::UnknownNode(_)) => return Err(RequestError::UnknownSid),
-        Err(err) => return Ok(forward_failed(sid, &err)),
+        Err(err) => return forward_refused(err),
     };
     match answer.status {
         ForwardedResponse::TUNNEL_ACCEPTED => {
@@ -391,8 +408,9 @@ async fn relay(mut conn: Local, mut tunnel: Tunnel) {
                     },
                     Some(TunnelEvent::Binary(data)) => conn.binary(data).await,
                     Some(TunnelEvent::Close(code)) => break close_code(code),
+                    // The owner is gone or silent, or this node is shutting down.
                     None => {
-                        tracing::debug!(target: "sio::forward", tunnel = ?tunnel.id(), "owner gone or silent, closing the WebSocket");
+                        tracing::debug!(target: "sio::forward", tunnel = ?tunnel.id(), "tunnel ended, closing the WebSocket as going away");
                         tunnel.close(Some(CloseCode::Away)).await;
                         break Some(CloseCode::Away);
                     }
@@ -439,7 +457,7 @@ mod tests {
 
     #[tokio::test]
     async fn messages_arrive_in_order_and_a_close_ends_the_inlet() {
-        let (mut tunnel, mut inlet) = tunnel(100);
+        let (mut tunnel, mut inlet) = tunnel(1000);
         assert!(inlet.push(message(0, text("2probe"))));
         assert!(inlet.push(message(1, text("5"))));
         assert!(!inlet.push(message(2, TunnelEvent::Close(1000))));
@@ -452,7 +470,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_message_breaks_the_tunnel() {
-        let (mut tunnel, mut inlet) = tunnel(100);
+        let (mut tunnel, mut inlet) = tunnel(1000);
         assert!(inlet.push(message(0, text("a"))));
         assert!(!inlet.push(message(2, text("c"))));
         drop(inlet);
@@ -462,12 +480,23 @@ mod tests {
 
     #[tokio::test]
     async fn the_buffer_is_bounded_by_what_is_not_read_yet() {
-        let (mut tunnel, mut inlet) = tunnel(4);
+        let (mut tunnel, mut inlet) = tunnel(MESSAGE_COST + 4);
         assert!(inlet.push(message(0, text("abc"))));
         // Read: its bytes no longer count.
         assert_eq!(tunnel.recv().await, Some(text("abc")));
         assert!(inlet.push(message(1, text("defg"))));
         assert!(!inlet.push(message(2, text("h"))));
+    }
+
+    /// Empty messages carry no payload but still take memory: they fill the buffer too, so
+    /// that an end that stops reading cannot be sent them without bound.
+    #[tokio::test]
+    async fn empty_messages_count_against_the_buffer() {
+        let (_tunnel, mut inlet) = tunnel(10 * MESSAGE_COST);
+        let pushed = (0..1000)
+            .take_while(|&seq| inlet.push(message(seq, TunnelEvent::Text(Bytes::new()))))
+            .count();
+        assert_eq!(pushed, 10);
     }
 
     #[tokio::test]
@@ -482,7 +511,7 @@ mod tests {
         assert_eq!(close_code(NO_STATUS), None);
         assert_eq!(close_code(1008), Some(CloseCode::Policy));
         let relayed = Relayed {
-            tunnel: tunnel(4).0,
+            tunnel: tunnel(1000).0,
             max_payload: 3,
         };
         assert!(matches!(
