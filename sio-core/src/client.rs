@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use foldhash::HashMap;
 
+use std::future::Future;
+
 use crate::engine::{self, CloseReason, Message, Protocol};
+use crate::handler::InFlight;
 use crate::io::IoInner;
 use crate::namespace::Nsp;
 use crate::parser::{Decoder, Packet, PacketData, Parser};
@@ -23,7 +26,16 @@ pub(crate) struct Connection {
     /// Told when a namespace connects, so that the connect-timeout task ends then instead of
     /// keeping its task and timer alive for `connect_timeout` on every connected session.
     joined: tokio::sync::Notify,
+    /// The connection's handlers that are waiting (see [`MAX_WAITING_HANDLERS`]).
+    handlers: Arc<InFlight>,
 }
+
+/// How many of one connection's handlers may wait (on a database, a timer, an ack) before the
+/// engine stops reading from that client until some finish. Without it a client could make
+/// the server hold any number of handlers, each with its arguments, from one connection (a
+/// single POST carries thousands of events). Reading later loses nothing: the client's own
+/// buffer waits instead of the server's memory.
+const MAX_WAITING_HANDLERS: usize = 256;
 
 /// One place per namespace: a connection has at most one socket in each, and a CONNECT that
 /// is still running its middlewares (or reading the session store) holds the place already,
@@ -145,6 +157,11 @@ impl Connection {
         self.lock().closed
     }
 
+    /// The connection's waiting handlers.
+    pub(crate) fn handlers(&self) -> &Arc<InFlight> {
+        &self.handlers
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
         self.slots
             .lock()
@@ -211,6 +228,11 @@ impl engine::Handler for Client {
                 conn.close(CloseReason::ParseError);
             }
         }
+    }
+
+    fn ready(&self, conn: &Arc<Conn>) -> impl Future<Output = ()> + Send + use<> {
+        let handlers = conn.data.handlers.clone();
+        async move { handlers.below(MAX_WAITING_HANDLERS).await }
     }
 
     fn on_close(&self, conn: &Arc<Conn>, reason: CloseReason) {

@@ -233,18 +233,22 @@ where
 /// Runs a handler's future: polled once right here (most handlers finish without waiting, and
 /// then cost no task), spawned only if it has to wait, and then counted in `in_flight` until it
 /// is done.
+/// A handler of a client's connection waiting is also counted in that connection's own
+/// `InFlight` (`connection`), which the engine waits on before it reads more from the client.
 pub(crate) fn run<O: Send + 'static>(
     mut fut: BoxFuture<O>,
     in_flight: &Arc<InFlight>,
+    connection: Option<&Arc<InFlight>>,
     done: impl FnOnce(O) + Send + 'static,
 ) {
     match (&mut fut).now_or_never() {
         Some(out) => done(out),
         None => {
             let running = InFlight::enter(in_flight);
+            let of_connection = connection.map(InFlight::enter);
             tokio::spawn(async move {
                 done(fut.await);
-                drop(running);
+                drop((running, of_connection));
             });
         }
     }
@@ -267,6 +271,17 @@ impl InFlight {
         Running(this.clone())
     }
 
+    /// Resolves once fewer than `max` handlers are running.
+    pub(crate) async fn below(&self, max: usize) {
+        loop {
+            let fewer = self.idle.notified();
+            if self.count.load(std::sync::atomic::Ordering::Acquire) < max {
+                return;
+            }
+            fewer.await;
+        }
+    }
+
     /// Resolves once no handler is running.
     pub(crate) async fn idle(&self) {
         loop {
@@ -281,14 +296,11 @@ impl InFlight {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if self
-            .0
+        self.0
             .count
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
-            == 1
-        {
-            self.0.idle.notify_waiters();
-        }
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        // Whoever waits for fewer (`below`) or none (`idle`) checks the count again.
+        self.0.idle.notify_waiters();
     }
 }
 

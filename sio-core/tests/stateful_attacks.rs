@@ -440,3 +440,43 @@ async fn with_a_store_a_live_or_kicked_session_is_never_taken() {
     assert_eq!(post(&victim, "1").await.0, StatusCode::OK);
     until_empty(&io).await;
 }
+
+/// Handlers of `/slow-events` running now, and the most seen at once.
+static RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static MOST: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static DONE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[actix_web::test]
+async fn a_client_cannot_make_the_server_hold_its_handlers_without_bound() {
+    use futures_util::SinkExt as _;
+    use std::sync::atomic::Ordering::SeqCst;
+    let addr = common::start(|| {
+        let io = SocketIo::builder()
+            .namespace(Namespace::new("/").on("slow", || async {
+                let now = RUNNING.fetch_add(1, SeqCst) + 1;
+                MOST.fetch_max(now, SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                RUNNING.fetch_sub(1, SeqCst);
+                DONE.fetch_add(1, SeqCst);
+            }))
+            .build();
+        move |cfg: &mut ServiceConfig| {
+            cfg.service(io.service());
+        }
+    });
+    let mut ws = common::ws_open(&addr.to_string()).await;
+    ws.send(awc::ws::Message::Text("40".into())).await.unwrap();
+    common::next_text(&mut ws).await;
+    for _ in 0..2_000 {
+        ws.send(awc::ws::Message::Text(r#"42["slow"]"#.into()))
+            .await
+            .unwrap();
+    }
+    // Every event is handled (nothing is dropped), never more than 256 at once.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while DONE.load(SeqCst) < 2_000 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(DONE.load(SeqCst), 2_000);
+    assert!(MOST.load(SeqCst) <= 256, "{} at once", MOST.load(SeqCst));
+}

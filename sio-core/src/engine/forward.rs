@@ -518,7 +518,8 @@ impl<H: Handler> Engine<H> {
                     .iter()
                     .find(|(name, _)| name == header::CONTENT_TYPE.as_str())
                     .map(|(_, value)| value.as_ref());
-                polling::post_body(self, &socket, request.body, content_type)
+                polling::post_body(self, &socket, request.body, content_type).await?;
+                Ok(polling::posted())
             }
         }
     }

@@ -45,6 +45,7 @@ mod tunnel;
 mod websocket;
 
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -99,6 +100,18 @@ pub trait Handler: Send + Sync + 'static {
 
     /// A message arrived. Messages of one session arrive in order.
     fn on_message(&self, socket: &Arc<Socket<Self::Data>>, message: Message);
+
+    /// Resolves once the handler takes more of the session's messages. Until then the engine
+    /// reads nothing more from the client (a WebSocket is not read, a polling POST is not
+    /// answered), so that a client cannot make the handler hold more work than it allows;
+    /// the default is always ready.
+    fn ready(
+        &self,
+        socket: &Arc<Socket<Self::Data>>,
+    ) -> impl Future<Output = ()> + Send + use<Self> {
+        let _ = socket;
+        std::future::ready(())
+    }
 
     /// A session closed; it is gone from the engine when this runs.
     fn on_close(&self, socket: &Arc<Socket<Self::Data>>, reason: CloseReason) {
@@ -252,8 +265,11 @@ impl<H: Handler> Engine<H> {
     pub fn traffic(&self) -> TrafficStats {
         let t = &self.inner.traffic;
         let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        // A closed session may be kept a little longer for its client's last poll: it is not
+        // open any more, and monitoring must not count it.
+        let open = self.sessions().values().filter(|s| !s.is_closed()).count();
         TrafficStats {
-            sessions: self.session_count(),
+            sessions: open,
             packets_in: load(&t.packets_in),
             bytes_in: load(&t.bytes_in),
             packets_out: load(&t.packets_out),
@@ -402,6 +418,11 @@ impl<H: Handler> Engine<H> {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&socket.sid());
+    }
+
+    /// Resolves once the handler takes more of `socket`'s messages ([`Handler::ready`]).
+    pub(crate) fn ready(&self, socket: &Arc<Socket<H::Data>>) -> impl Future<Output = ()> + use<H> {
+        self.inner.handler.ready(socket)
     }
 
     /// Acts on one packet from the client, on either transport.

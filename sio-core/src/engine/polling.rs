@@ -157,7 +157,15 @@ pub(super) async fn post<H: Handler>(
         .headers()
         .get(header::CONTENT_TYPE)
         .map(|v| v.as_bytes());
-    post_body(engine, socket, body.freeze(), content_type)
+    post_body(engine, socket, body.freeze(), content_type).await?;
+    Ok(posted())
+}
+
+/// The answer to a POST whose packets were taken.
+pub(super) fn posted() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=UTF-8")
+        .body("ok")
 }
 
 /// The session's right to take a POST: one at a time, and a client that overlaps two is broken,
@@ -173,13 +181,16 @@ pub(super) fn claim_writer<D>(
 }
 
 /// Acts on the packets of a POST body already read (locally, or forwarded by another node),
-/// sent with `content_type`.
-pub(super) fn post_body<H: Handler>(
+/// sent with `content_type`. Resolves once the handler takes more of the session's messages
+/// ([`Handler::ready`]): the POST is answered only then, and the client sends its next one
+/// only after that, so a client whose events keep the handlers waiting is slowed down instead
+/// of growing the server's memory.
+pub(super) async fn post_body<H: Handler>(
     engine: &Engine<H>,
     socket: &Arc<Socket<H::Data>>,
     body: bytes::Bytes,
     content_type: Option<&[u8]>,
-) -> Result<HttpResponse, RequestError> {
+) -> Result<(), RequestError> {
     let binary_body = content_type.is_some_and(|v| v.starts_with(b"application/octet-stream"));
     let max = engine.config().max_packets_per_batch;
     let decoded = match socket.protocol() {
@@ -201,9 +212,11 @@ pub(super) fn post_body<H: Handler>(
         }
         engine.on_packet(socket, packet);
     }
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=UTF-8")
-        .body("ok"))
+    tokio::select! {
+        () = engine.ready(socket) => {}
+        () = socket.closed() => {}
+    }
+    Ok(())
 }
 
 /// What a body's announced length may make the server reserve before the bytes arrive: a

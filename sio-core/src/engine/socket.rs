@@ -527,6 +527,8 @@ impl<D> Socket<D> {
         let mut queue = self.lock_queue();
         queue.bytes += queued_size(&frame);
         queue.frames.push_front(frame);
+        // A poll may be waiting already: it takes the frame now, not with the next one.
+        self.wake_reader(queue);
     }
 
     /// Whether frames wait for the client.

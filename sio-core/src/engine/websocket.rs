@@ -298,7 +298,12 @@ async fn run<H: Handler, C: Connection>(
         let message = tokio::select! {
             () = socket.woken(), if !attached => continue,
             () = socket.closed(), if attached => continue,
-            message = conn.next() => message,
+            // Nothing more is read while the handler takes no more of this session's
+            // messages: the client's writes wait in its own buffers (TCP backpressure).
+            message = async {
+                engine.ready(&socket).await;
+                conn.next().await
+            } => message,
         };
         match message {
             Incoming::Text(text) => match decode_text(&text) {
