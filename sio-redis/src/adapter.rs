@@ -32,7 +32,7 @@ use crate::shards::{Publishers, Shards};
 use crate::stream_log::{self, Append, Reader, StreamLog};
 use crate::streams::{self, Entry};
 use crate::subscriber::{self, Subscriber, Subscription};
-use crate::target::{Connections, Target, node_info};
+use crate::target::{self, Connections, Target, node_info};
 use crate::wire::WireError;
 
 /// A sio cluster backend over Redis, wire-compatible with Node's `@socket.io/redis-adapter`
@@ -133,7 +133,7 @@ impl RedisAdapter {
         }
         let (messages, received) = mpsc::unbounded_channel();
         let subscriber = subscriber::start(target.clone(), messages.clone());
-        let pool = Connections::pool(target.clone(), config.timeout);
+        let pool = Connections::pool(target.clone(), config.timeout, target::POOL_SIZE);
         // Sharded pub/sub on a cluster: each channel on the master that owns its slot.
         let shards = match (&target, config.mode) {
             (Target::Cluster { settings, .. }, Mode::Sharded) => {
@@ -143,14 +143,23 @@ impl RedisAdapter {
         };
         let (publisher, queue) = mpsc::channel(config.queue_size);
         let forward_prefix = format!("{}-forward#", config.key);
-        // A pooled connection goes to one server: on Redis Cluster a session's key may live on
-        // another, so recovery stays on the node there.
+        // Not on Redis Cluster: a node there counts only its own subscribers, so a take could
+        // not tell whether a session's node is alive. Recovery stays on the node then.
         let format = match config.mode {
             Mode::Streams => sessions::Format::Node,
             _ => sessions::Format::Json,
         };
-        let sessions = (!matches!(target, Target::Cluster { .. }))
-            .then(|| Sessions::start(pool.clone(), format));
+        let sessions = (!matches!(target, Target::Cluster { .. })).then(|| {
+            // Its own connections: a flood of recoveries must not hold up publishing and
+            // forwarding.
+            let own = Connections::pool(target.clone(), config.timeout, sessions::POOL_SIZE);
+            Sessions::start(own, format, config.timeout, &config.key)
+        });
+        if let Some(sessions) = &sessions {
+            subscriber.subscribe(Subscription::Channel(sessions.owner().to_owned()));
+        }
+        // Reading what a recovering client missed is part of its recovery.
+        let log_pool = sessions.as_ref().map_or(pool.clone(), |s| s.pool().clone());
         let (appender, appends) = mpsc::channel(config.queue_size);
         let stream_key = config.key.clone();
         let max_len = config.max_len;
@@ -164,7 +173,7 @@ impl RedisAdapter {
                 ),
                 appender,
                 log: StreamLog {
-                    pool: pool.clone(),
+                    pool: log_pool,
                     key: stream_key.clone(),
                 },
             }),

@@ -70,8 +70,10 @@ impl RedisConfig {
     /// [`key`](Self::key) (Redis 5+), read by every node from where it left off, so a node cut
     /// off from Redis for a moment misses nothing; requests and answers go over pub/sub. With
     /// connection state recovery the stream is also the log of missed broadcasts and sessions
-    /// are kept in Redis (`sio:session:<pid>`), so a client recovers on any node, sio or Node,
-    /// even one that started after the client left. One stream for every namespace
+    /// are kept in Redis, so a client recovers on any node, even one that started after the
+    /// client left, sio or Node (Node reads sessions at `sio:session:<pid>`, where a sio node
+    /// writes a session once its socket disconnected, and where the surviving sio nodes write
+    /// those of a sio node that was killed). One stream for every namespace
     /// (`streamCount: 1`); not on Redis Cluster.
     pub fn streams(mut self) -> Self {
         self.mode = Mode::Streams;
@@ -87,9 +89,10 @@ impl RedisConfig {
     }
 
     /// How long a command may wait for a pooled connection, and then for Redis's answer,
-    /// before it fails (default 2 s). A broadcast whose command fails is dropped and counted,
-    /// a session that cannot be saved does not recover, so this is what a loaded Redis (or a
-    /// loaded node) may cost before messages are lost; a dead Redis fails at once anyway.
+    /// before it fails (default 2 s). A broadcast whose command fails is dropped and counted
+    /// (session writes are sent again until they land), so this is what a loaded Redis (or a
+    /// loaded node) may cost before messages are lost; a dead Redis fails at once anyway. A
+    /// recovering client waits at most this long for its session, then starts anew.
     ///
     /// ```
     /// use std::time::Duration;

@@ -12,7 +12,7 @@ use crate::classic::Channels;
 use crate::config::RedisConfig;
 use crate::error::Error;
 use crate::message::{Broadcast, Envelope, Request};
-use crate::target::{Connections, Target};
+use crate::target::{Connections, POOL_SIZE, Target};
 
 /// The uid every server knows the emitter by.
 const EMITTER_UID: &str = "emitter";
@@ -59,7 +59,7 @@ impl Emitter {
     /// An emitter with the given configuration (the key prefix must be the servers').
     pub fn new(config: RedisConfig) -> Result<Self, Error> {
         Ok(Emitter {
-            pool: Connections::pool(Target::parse(&config.url)?, config.timeout),
+            pool: Connections::pool(Target::parse(&config.url)?, config.timeout, POOL_SIZE),
             channels: Channels::new(config.key),
             ns: "/".into(),
             opts: BroadcastOptions::default(),

@@ -8,7 +8,7 @@
 //! Every other message goes over pub/sub like the sharded protocol's, always in MessagePack.
 //! An entry's id is the recovery offset of a broadcast; sessions are kept at
 //! `sio:session:<pid>` as base64 of MessagePack `{sid, pid, rooms, data}`, so Node and sio
-//! nodes take back each other's.
+//! nodes take back each other's (see [`sessions`](crate::sessions)).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -186,28 +186,31 @@ pub(crate) fn next_offset(offset: &str) -> Option<String> {
 }
 
 /// A session as Node's streams adapter stores it: base64 of MessagePack `{sid, pid, rooms,
-/// data}`.
-pub(crate) fn encode_session(session: &RecoverableSession) -> String {
+/// data}`, plus the namespace it belongs to (`nsp`, which Node does not read).
+pub(crate) fn encode_session(session: &RecoverableSession, ns: &str) -> String {
     let value = json!({
         "sid": session.sid,
         "pid": session.pid,
         "rooms": session.rooms,
         "data": session.data,
+        "nsp": ns,
     });
     STANDARD.encode(wire::encode(&value, &[], Format::MsgPack))
 }
 
-/// A stored session, `None` when the value is not one.
-pub(crate) fn decode_session(text: &[u8]) -> Option<RecoverableSession> {
+/// A stored session and its namespace (none in the sessions Node writes); `None` when the
+/// value is not one.
+pub(crate) fn decode_session(text: &[u8]) -> Option<(RecoverableSession, Option<String>)> {
     let bytes = STANDARD.decode(text).ok()?;
     let Message { value, .. } = wire::decode(&bytes).ok()?;
     let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
-    Some(RecoverableSession::new(
+    let session = RecoverableSession::new(
         field("sid")?,
         field("pid")?,
         wire::rooms_at(&value, "rooms"),
         value.get("data").cloned().unwrap_or(Value::Null),
-    ))
+    );
+    Some((session, field("nsp")))
 }
 
 #[cfg(test)]
@@ -356,9 +359,16 @@ mod tests {
             json!({"name": "ada", "n": 1}),
         );
         assert_eq!(
-            decode_session(encode_session(&s).as_bytes()).as_ref(),
-            Some(&s)
+            decode_session(encode_session(&s, "/admin").as_bytes()),
+            Some((s.clone(), Some("/admin".to_owned())))
         );
+        // As Node writes it: no namespace.
+        let node = STANDARD.encode(wire::encode(
+            &json!({"sid": "sid", "pid": "pid", "rooms": ["sid", "r"], "data": {"name": "ada", "n": 1}}),
+            &[],
+            Format::MsgPack,
+        ));
+        assert_eq!(decode_session(node.as_bytes()), Some((s, None)));
         assert_eq!(decode_session(b"!!"), None);
         assert_eq!(decode_session(b"AAAA"), None);
     }

@@ -22,6 +22,10 @@ const SENTINEL_SCHEME: &str = "redis+sentinel://";
 /// `redis+cluster://[user:password@]host:port[,host:port...]`.
 const CLUSTER_SCHEME: &str = "redis+cluster://";
 
+/// Connections of an adapter's (or emitter's) pool, for publishing, forwarding and requests:
+/// bb8's default.
+pub(crate) const POOL_SIZE: u32 = 10;
+
 /// How to reach the Redis server.
 #[derive(Debug, Clone)]
 pub(crate) enum Target {
@@ -247,10 +251,11 @@ pub(crate) struct Conn {
 }
 
 impl Connections {
-    /// The pool of connections to `target`: a command waits at most `timeout` for a
-    /// connection, then as long again for Redis's answer (`RedisConfig::timeout`).
-    pub(crate) fn pool(target: Target, timeout: Duration) -> Pool<Connections> {
+    /// A pool of at most `size` connections to `target`: a command waits at most `timeout`
+    /// for a connection, then as long again for Redis's answer (`RedisConfig::timeout`).
+    pub(crate) fn pool(target: Target, timeout: Duration, size: u32) -> Pool<Connections> {
         Pool::builder()
+            .max_size(size)
             .connection_timeout(timeout)
             .build_unchecked(Connections {
                 target,
