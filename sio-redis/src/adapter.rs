@@ -26,6 +26,7 @@ use crate::config::Mode;
 use crate::config::RedisConfig;
 use crate::error::Error;
 use crate::message::{Broadcast, Envelope, Request, Response};
+use crate::resp::Published;
 use crate::sessions::{self, Sessions};
 use crate::sharded;
 use crate::shards::{Publishers, Shards};
@@ -67,6 +68,8 @@ struct Inner {
     shards: Option<Arc<Shards>>,
     target: Target,
     namespaces: RwLock<HashMap<String, Weak<dyn RequestHandler>>>,
+    /// The classic protocol: which namespace each subscription is for.
+    routes: RwLock<classic::Routes>,
     /// `<key>-forward#`: the node channels of sticky-free forwarding start with it.
     forward_prefix: String,
     /// Who receives the messages of each node channel this node listens on.
@@ -191,6 +194,7 @@ impl RedisAdapter {
             shards: shards.clone(),
             target,
             namespaces: RwLock::default(),
+            routes: RwLock::default(),
             pending: Mutex::default(),
             stats: Counters::default(),
             sessions,
@@ -270,6 +274,9 @@ impl Backend for RedisAdapter {
             handler.log_reached(&position);
         }
         write(&self.inner.namespaces).insert(ns.to_owned(), handler);
+        if let Wire::Classic(channels) = &self.inner.wire {
+            write(&self.inner.routes).add(channels, ns, &self.inner.uid);
+        }
         for subscription in self.inner.wire.subscriptions(ns, &self.inner.uid) {
             self.inner.subscribe(subscription);
         }
@@ -627,14 +634,16 @@ impl Inner {
         Ok(gathered.into_responses(is_broadcast))
     }
 
-    /// Handles one message from the subscriber connection.
+    /// Where node `node_id` hears what other nodes send it.
     fn node_channel(&self, node_id: u32) -> String {
         format!("{}{node_id:08x}#", self.forward_prefix)
     }
 
-    fn receive(self: &Arc<Self>, channel: &str, payload: &[u8]) {
+    /// Handles one message from the subscriber connections.
+    fn receive(self: &Arc<Self>, message: &Published) {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
-        if channel.starts_with(&self.forward_prefix) {
+        let (channel, payload) = (message.channel.as_str(), message.payload.as_slice());
+        if message.pattern.is_none() && channel.starts_with(&self.forward_prefix) {
             let receiver = read(&self.node_receivers)
                 .get(channel)
                 .and_then(Weak::upgrade);
@@ -644,7 +653,7 @@ impl Inner {
             return;
         }
         let result = match &self.wire {
-            Wire::Classic(channels) => self.receive_classic(channels, channel, payload),
+            Wire::Classic(channels) => self.receive_classic(channels, message),
             Wire::Sharded(_) | Wire::Streams(_) => self.receive_sharded(payload),
         };
         if let Err(err) = result {
@@ -652,27 +661,24 @@ impl Inner {
         }
     }
 
-    /// Classic messages are told apart by their channel.
+    /// Classic messages are told apart by the subscription they came through.
     fn receive_classic(
         self: &Arc<Self>,
         channels: &classic::Channels,
-        channel: &str,
-        payload: &[u8],
+        message: &Published,
     ) -> Result<(), WireError> {
-        let target = read(&self.namespaces).iter().find_map(|(ns, handler)| {
-            let kind = channels.kind(ns, channel)?;
-            Some((ns.clone(), kind, handler.clone()))
-        });
-        let Some((ns, kind, handler)) = target else {
+        let Some((ns, kind)) = read(&self.routes).resolve(channels, message) else {
             return Ok(());
         };
+        let payload = message.payload.as_slice();
         if kind == ChannelKind::Response {
             if let Some(response) = Response::decode(payload)? {
                 self.route(response);
             }
             return Ok(());
         }
-        let Some(handler) = handler.upgrade() else {
+        let handler = read(&self.namespaces).get(&ns).and_then(Weak::upgrade);
+        let Some(handler) = handler else {
             return Ok(());
         };
         match kind {
@@ -1146,15 +1152,12 @@ async fn append_loop(
 }
 
 /// Hands the subscriber connection's messages to the adapter, in order.
-async fn receive_loop(
-    mut messages: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
-    inner: Weak<Inner>,
-) {
-    while let Some((channel, payload)) = messages.recv().await {
+async fn receive_loop(mut messages: mpsc::UnboundedReceiver<Published>, inner: Weak<Inner>) {
+    while let Some(message) = messages.recv().await {
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        inner.receive(&channel, &payload);
+        inner.receive(&message);
     }
 }
 

@@ -7,6 +7,7 @@
 //!   broadcast with acks, type 7).
 //! * Responses on `<key>-response#<nsp>#` (or `...#<uid>#`): routed by `requestId`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use serde_json::{Map, Value, json};
 use sio_core::BroadcastOptions;
 
 use crate::message::{Broadcast, Envelope, Request, Response};
+use crate::resp::Published;
 use crate::wire::{
     self, Format, Message, WireError, ack_from_json, ack_to_json, opts_from_json, opts_to_json,
     packet_from_json, packet_to_json, rooms_at, socket_from_json, socket_to_json, str_field,
@@ -62,8 +64,18 @@ impl Channels {
     }
 
     /// The pattern that matches every broadcast channel of a namespace (the bare one too).
+    /// Unlike Node's, the namespace's name is escaped: a dynamic namespace named `/room-*`
+    /// must not receive the broadcasts of every `/room-...`.
     pub(crate) fn broadcast_pattern(&self, ns: &str) -> String {
-        format!("{}#{ns}#*", self.key)
+        let mut pattern = String::new();
+        for c in format!("{}#{ns}#", self.key).chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        pattern
     }
 
     pub(crate) fn request(&self, ns: &str) -> String {
@@ -99,6 +111,47 @@ impl Channels {
         Some(ChannelKind::Broadcast {
             room: Some(room.to_owned()),
         })
+    }
+}
+
+/// Which namespace each subscription of a node is for. A channel's name alone can be read in
+/// more than one way (`#` may be part of namespace and room names, and another namespace's
+/// pattern may match it), so a message is resolved by the subscription it came through: its
+/// pattern, or its exact channel.
+#[derive(Debug, Default)]
+pub(crate) struct Routes {
+    /// Broadcast patterns, to their namespace.
+    patterns: HashMap<String, String>,
+    /// Request and response channels, to their namespace.
+    channels: HashMap<String, String>,
+}
+
+impl Routes {
+    /// Records the subscriptions of namespace `ns` of node `uid`.
+    pub(crate) fn add(&mut self, channels: &Channels, ns: &str, uid: &str) {
+        self.patterns
+            .insert(channels.broadcast_pattern(ns), ns.to_owned());
+        for channel in [
+            channels.request(ns),
+            channels.response(ns),
+            channels.response_to(ns, uid),
+        ] {
+            self.channels.insert(channel, ns.to_owned());
+        }
+    }
+
+    /// The namespace `message` is for, and what it carries.
+    pub(crate) fn resolve(
+        &self,
+        channels: &Channels,
+        message: &Published,
+    ) -> Option<(String, ChannelKind)> {
+        let (ns, broadcast) = match &message.pattern {
+            Some(pattern) => (self.patterns.get(pattern)?, true),
+            None => (self.channels.get(&message.channel)?, false),
+        };
+        let kind = channels.kind(ns, &message.channel)?;
+        (matches!(kind, ChannelKind::Broadcast { .. }) == broadcast).then(|| (ns.clone(), kind))
     }
 }
 
@@ -502,6 +555,57 @@ mod tests {
         );
         assert_eq!(channels.kind("/", "socket.io#/other#"), None);
         assert_eq!(channels.kind("/other", "socket.io#/#"), None);
+        assert_eq!(
+            Channels::new("a*").broadcast_pattern("/r-[1]?\\"),
+            "a\\*#/r-\\[1\\]\\?\\\\#*"
+        );
+    }
+
+    /// `#` in names: `socket.io#/a#b#` is `/a#b`'s main channel, and also what `/a`'s pattern
+    /// sees as its room `b`; the pattern a message came through tells them apart.
+    #[test]
+    fn messages_are_routed_by_their_subscription() {
+        let channels = Channels::new("socket.io");
+        let mut routes = Routes::default();
+        routes.add(&channels, "/a", "uidA");
+        routes.add(&channels, "/a#b", "uidA");
+        routes.add(&channels, "/room-*", "uidA");
+        let message = |pattern: Option<&str>, channel: &str| Published {
+            pattern: pattern.map(str::to_owned),
+            channel: channel.to_owned(),
+            payload: Vec::new(),
+        };
+        let bare = "socket.io#/a#b#";
+        assert_eq!(
+            routes.resolve(&channels, &message(Some("socket.io#/a#b#*"), bare)),
+            Some(("/a#b".into(), ChannelKind::Broadcast { room: None }))
+        );
+        assert_eq!(
+            routes.resolve(&channels, &message(Some("socket.io#/a#*"), bare)),
+            Some((
+                "/a".into(),
+                ChannelKind::Broadcast {
+                    room: Some("b".into())
+                }
+            ))
+        );
+        assert_eq!(
+            routes.resolve(
+                &channels,
+                &message(Some("socket.io#/room-\\*#*"), "socket.io#/room-*#")
+            ),
+            Some(("/room-*".into(), ChannelKind::Broadcast { room: None }))
+        );
+        assert_eq!(
+            routes.resolve(&channels, &message(None, "socket.io-response#/a#b#")),
+            Some(("/a#b".into(), ChannelKind::Response))
+        );
+        assert_eq!(
+            routes.resolve(&channels, &message(None, "socket.io-request#/a#")),
+            Some(("/a".into(), ChannelKind::Request))
+        );
+        // A broadcast channel is never a plain subscription, nor a request a pattern's.
+        assert_eq!(routes.resolve(&channels, &message(None, bare)), None);
     }
 
     proptest::proptest! {

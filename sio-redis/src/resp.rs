@@ -91,9 +91,19 @@ fn number(line: &[u8]) -> Result<i64, RespError> {
         .ok_or(RespError("not a number"))
 }
 
+/// A message published on a channel this connection subscribed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Published {
+    /// The pattern it matched (`pmessage`): the subscription it came through, which the
+    /// channel alone does not always tell (Redis sends one `pmessage` per matching pattern).
+    pub(crate) pattern: Option<String>,
+    pub(crate) channel: String,
+    pub(crate) payload: Vec<u8>,
+}
+
 impl Frame {
-    /// A pub/sub message: its channel and payload (`message`, `pmessage` and `smessage`).
-    pub(crate) fn into_message(self) -> Option<(String, Vec<u8>)> {
+    /// A pub/sub message (`message`, `pmessage` and `smessage`).
+    pub(crate) fn into_message(self) -> Option<Published> {
         let Frame::Array(Some(items)) = self else {
             return None;
         };
@@ -102,15 +112,20 @@ impl Frame {
             Frame::Bulk(Some(kind)) => kind,
             _ => return None,
         };
-        if kind.as_slice() == b"pmessage" {
-            items.next()?;
-        } else if kind.as_slice() != b"message" && kind.as_slice() != b"smessage" {
-            return None;
-        }
+        let pattern = match kind.as_slice() {
+            b"pmessage" => match items.next()? {
+                Frame::Bulk(Some(pattern)) => Some(String::from_utf8(pattern).ok()?),
+                _ => return None,
+            },
+            b"message" | b"smessage" => None,
+            _ => return None,
+        };
         match (items.next()?, items.next()?) {
-            (Frame::Bulk(Some(channel)), Frame::Bulk(Some(payload))) => {
-                Some((String::from_utf8(channel).ok()?, payload))
-            }
+            (Frame::Bulk(Some(channel)), Frame::Bulk(Some(payload))) => Some(Published {
+                pattern,
+                channel: String::from_utf8(channel).ok()?,
+                payload,
+            }),
             _ => None,
         }
     }
@@ -132,7 +147,14 @@ mod tests {
         let msg = b"*4\r\n$8\r\npmessage\r\n$3\r\na#*\r\n$3\r\na#b\r\n$2\r\n\x93\x00\r\n";
         let (frame, used) = parse(msg).unwrap().unwrap();
         assert_eq!(used, msg.len());
-        assert_eq!(frame.into_message(), Some(("a#b".into(), vec![0x93, 0])));
+        assert_eq!(
+            frame.into_message(),
+            Some(Published {
+                pattern: Some("a#*".into()),
+                channel: "a#b".into(),
+                payload: vec![0x93, 0]
+            })
+        );
         let confirm = b"*3\r\n$10\r\nssubscribe\r\n$1\r\nx\r\n:1\r\n";
         let (frame, _) = parse(confirm).unwrap().unwrap();
         assert!(frame.is_subscription());

@@ -12,6 +12,7 @@ use redis::RedisConnectionInfo;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
 
+use crate::resp::Published;
 use crate::slots::SlotMap;
 use crate::subscriber::{self, Subscriber, Subscription};
 use crate::target::{Connections, Target, node_info};
@@ -22,7 +23,7 @@ type Node = (String, u16);
 pub(crate) struct Shards {
     settings: RedisConnectionInfo,
     pool: Pool<Connections>,
-    messages: mpsc::UnboundedSender<(String, Vec<u8>)>,
+    messages: mpsc::UnboundedSender<Published>,
     /// The slot map, once read.
     map: watch::Sender<Option<SlotMap>>,
     state: Mutex<State>,
@@ -39,7 +40,7 @@ impl Shards {
     pub(crate) fn start(
         settings: RedisConnectionInfo,
         pool: Pool<Connections>,
-        messages: mpsc::UnboundedSender<(String, Vec<u8>)>,
+        messages: mpsc::UnboundedSender<Published>,
     ) -> Arc<Self> {
         let shards = Arc::new(Shards {
             settings,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use redis::{ConnectionAddr, ConnectionInfo};
 
-use crate::resp::{self, Frame};
+use crate::resp::{self, Frame, Published};
 use crate::target::Target;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::{mpsc, oneshot};
@@ -61,10 +61,7 @@ struct State {
 }
 
 /// Starts the subscriber task; it ends when the [`Subscriber`] is dropped.
-pub(crate) fn start(
-    target: Target,
-    messages: mpsc::UnboundedSender<(String, Vec<u8>)>,
-) -> Subscriber {
+pub(crate) fn start(target: Target, messages: mpsc::UnboundedSender<Published>) -> Subscriber {
     let (commands, rx) = mpsc::unbounded_channel();
     let state = Arc::new(State {
         reconnects: AtomicU64::new(0),
@@ -114,7 +111,7 @@ impl Subscriber {
 async fn run(
     target: Target,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    messages: mpsc::UnboundedSender<(String, Vec<u8>)>,
+    messages: mpsc::UnboundedSender<Published>,
     state: Arc<State>,
 ) {
     let mut subscriptions = BTreeSet::new();
@@ -267,7 +264,7 @@ async fn serve(
     subscriptions: &mut BTreeSet<Subscription>,
     waiters: &mut Vec<oneshot::Sender<()>>,
     commands: &mut mpsc::UnboundedReceiver<Command>,
-    messages: &mpsc::UnboundedSender<(String, Vec<u8>)>,
+    messages: &mpsc::UnboundedSender<Published>,
 ) -> Ended {
     let failed = |e: std::io::Error| Ended::Failed(e.to_string());
     // Subscriptions sent on this connection and not confirmed yet.
@@ -306,6 +303,11 @@ async fn serve(
                                     answer(waiters);
                                 }
                             } else if let Frame::Error(err) = &frame {
+                                // In its place: waiting for it would hold `ready` for ever.
+                                unconfirmed = unconfirmed.saturating_sub(1);
+                                if unconfirmed == 0 {
+                                    answer(waiters);
+                                }
                                 tracing::warn!(target: "sio::redis", %err, "Redis refused a subscription command");
                             } else if let Some(message) = frame.into_message() {
                                 let _ = messages.send(message);
