@@ -22,6 +22,7 @@ use sio_core::{
 use tokio::sync::mpsc;
 
 use crate::classic::{self, ChannelKind};
+use crate::cluster::ClusterNodes;
 use crate::config::Mode;
 use crate::config::RedisConfig;
 use crate::error::Error;
@@ -29,11 +30,11 @@ use crate::message::{Broadcast, Envelope, Request, Response};
 use crate::resp::Published;
 use crate::sessions::{self, Sessions};
 use crate::sharded;
-use crate::shards::{Publishers, Shards};
+use crate::shards::Shards;
 use crate::stream_log::{self, Append, Reader, StreamLog};
 use crate::streams::{self, Entry};
 use crate::subscriber::{self, Subscriber, Subscription};
-use crate::target::{self, Connections, Target, node_info};
+use crate::target::{self, Connections, Target};
 use crate::wire::WireError;
 
 /// A sio cluster backend over Redis, wire-compatible with Node's `@socket.io/redis-adapter`
@@ -66,7 +67,8 @@ struct Inner {
     subscriber: Subscriber,
     /// Sharded pub/sub on a Redis Cluster: the shard subscribers and the slot map.
     shards: Option<Arc<Shards>>,
-    target: Target,
+    /// On a Redis Cluster: connections to each of its nodes.
+    cluster: Option<Arc<ClusterNodes>>,
     namespaces: RwLock<HashMap<String, Weak<dyn RequestHandler>>>,
     /// The classic protocol: which namespace each subscription is for.
     routes: RwLock<classic::Routes>,
@@ -137,13 +139,22 @@ impl RedisAdapter {
         let (messages, received) = mpsc::unbounded_channel();
         let subscriber = subscriber::start(target.clone(), messages.clone());
         let pool = Connections::pool(target.clone(), config.timeout, target::POOL_SIZE);
-        // Sharded pub/sub on a cluster: each channel on the master that owns its slot.
-        let shards = match (&target, config.mode) {
-            (Target::Cluster { settings, .. }, Mode::Sharded) => {
-                Some(Shards::start(settings.clone(), pool.clone(), messages))
-            }
+        let cluster = match &target {
+            Target::Cluster { settings, .. } => Some(Arc::new(ClusterNodes::new(
+                settings.clone(),
+                pool.clone(),
+                config.timeout,
+            ))),
             _ => None,
         };
+        // Sharded pub/sub on a cluster: each channel on the master that owns its slot.
+        let shards =
+            match (&target, &cluster, config.mode) {
+                (Target::Cluster { settings, .. }, Some(nodes), Mode::Sharded) => Some(
+                    Shards::start(settings.clone(), pool.clone(), nodes.clone(), messages),
+                ),
+                _ => None,
+            };
         let (publisher, queue) = mpsc::channel(config.queue_size);
         let forward_prefix = format!("{}-forward#", config.key);
         // Not on Redis Cluster: a node there counts only its own subscribers, so a take could
@@ -192,7 +203,7 @@ impl RedisAdapter {
             publisher,
             subscriber,
             shards: shards.clone(),
-            target,
+            cluster,
             namespaces: RwLock::default(),
             routes: RwLock::default(),
             pending: Mutex::default(),
@@ -373,39 +384,34 @@ impl Backend for RedisAdapter {
         let inner = self.inner.clone();
         Box::pin(async move {
             let channel = inner.node_channel(node_id);
-            let mut conn = inner.pool.get().await.map_err(unavailable)?;
             // Published at once (not through the queue): the answer says whether the node
             // listens, and a forwarded request must not wait behind a burst of broadcasts.
-            let receivers: i64 = redis::cmd(inner.wire.publish_command())
-                .arg(channel)
-                .arg(message.as_ref())
+            let mut publish = redis::cmd(inner.wire.publish_command());
+            publish.arg(&channel).arg(message.as_ref());
+            if let Some(shards) = &inner.shards {
+                // A shard channel is published on the master owning its slot, which alone
+                // counts its subscribers.
+                let receivers: i64 = shards.on_owner(&channel, &publish).await?;
+                return Ok(receivers > 0);
+            }
+            let mut conn = inner.pool.get().await.map_err(unavailable)?;
+            let receivers: i64 = publish
                 .query_async(&mut conn.inner)
                 .await
                 .map_err(unavailable)?;
-            // On a Redis Cluster the count is only the receiving shard node's own subscribers;
-            // a dead owner is then found by the forwarder's timeout.
-            Ok(receivers > 0 || matches!(inner.target, Target::Cluster { .. }))
+            drop(conn);
+            if receivers > 0 || inner.cluster.is_none() {
+                return Ok(receivers > 0);
+            }
+            // Classic pub/sub on a Redis Cluster crosses to every node, but the count is only
+            // the receiving node's: whether anyone listens is asked of every node.
+            inner.node_listens(node_id).await
         })
     }
 
     fn node_listens(&self, node_id: u32) -> BackendFuture<bool> {
         let inner = self.inner.clone();
-        Box::pin(async move {
-            // As for `send_to_node`: a Redis Cluster node counts only its own subscribers, so
-            // there the forwarder's timeout finds a dead owner.
-            if matches!(inner.target, Target::Cluster { .. }) {
-                return Ok(true);
-            }
-            let mut count = redis::cmd("PUBSUB");
-            count
-                .arg(match inner.wire {
-                    Wire::Classic(_) | Wire::Streams(_) => "NUMSUB",
-                    Wire::Sharded(_) => "SHARDNUMSUB",
-                })
-                .arg(inner.node_channel(node_id));
-            let mut conn = inner.pool.get().await.map_err(unavailable)?;
-            Ok(subscribers(&count, &mut conn.inner).await? > 0)
-        })
+        Box::pin(async move { inner.node_listens(node_id).await })
     }
 
     fn session_store(&self) -> Option<&dyn SessionStore> {
@@ -560,31 +566,40 @@ impl Inner {
     /// The subscribers of a channel every node of the cluster (Node's and sio's) subscribes
     /// to, this one included.
     async fn server_count(&self, ns: &str) -> Result<usize, AdapterError> {
-        let mut conn = self.pool.get().await.map_err(unavailable)?;
         let count = self.wire.count_command(ns);
-        let total = match &self.target {
+        let total = match &self.cluster {
             // Each node of a Redis Cluster counts only its own subscribers.
-            Target::Cluster { settings, .. } => {
-                let nodes: String = redis::cmd("CLUSTER")
-                    .arg("NODES")
-                    .query_async(&mut conn.inner)
-                    .await
-                    .map_err(unavailable)?;
-                let mut total = 0;
-                for (host, port) in cluster_nodes(&nodes) {
-                    let info = node_info(&host, port, settings).map_err(unavailable)?;
-                    let mut node = redis::Client::open(info)
-                        .map_err(unavailable)?
-                        .get_multiplexed_async_connection()
-                        .await
-                        .map_err(unavailable)?;
-                    total += subscribers(&count, &mut node).await?;
-                }
-                total
+            Some(nodes) => nodes.cached_subscribers(ns, &count).await?,
+            None => {
+                let mut conn = self.pool.get().await.map_err(unavailable)?;
+                subscribers(&count, &mut conn.inner).await?
             }
-            _ => subscribers(&count, &mut conn.inner).await?,
         };
         Ok(total.max(1))
+    }
+
+    /// Whether node `node_id` listens on its channel (has a subscriber there).
+    async fn node_listens(self: &Arc<Self>, node_id: u32) -> Result<bool, AdapterError> {
+        let channel = self.node_channel(node_id);
+        let mut count = redis::cmd("PUBSUB");
+        count
+            .arg(match self.wire {
+                Wire::Classic(_) | Wire::Streams(_) => "NUMSUB",
+                Wire::Sharded(_) => "SHARDNUMSUB",
+            })
+            .arg(&channel);
+        let listeners = match (&self.shards, &self.cluster) {
+            (Some(shards), _) => {
+                let counts: Vec<(String, usize)> = shards.on_owner(&channel, &count).await?;
+                counts.first().map_or(0, |(_, n)| *n)
+            }
+            (None, Some(nodes)) => nodes.subscribers(&count).await?,
+            (None, None) => {
+                let mut conn = self.pool.get().await.map_err(unavailable)?;
+                subscribers(&count, &mut conn.inner).await?
+            }
+        };
+        Ok(listeners > 0)
     }
 
     /// Publishes a request and gathers the answers of every other node, or those that arrive
@@ -929,32 +944,12 @@ impl Wire {
 }
 
 /// The subscriber count a `PUBSUB NUMSUB`/`SHARDNUMSUB` command answers.
-async fn subscribers(
+pub(crate) async fn subscribers(
     count: &redis::Cmd,
     conn: &mut impl redis::aio::ConnectionLike,
 ) -> Result<usize, AdapterError> {
     let counts: Vec<(String, usize)> = count.query_async(conn).await.map_err(unavailable)?;
     Ok(counts.first().map_or(0, |(_, n)| *n))
-}
-
-/// The reachable nodes of a `CLUSTER NODES` answer (`<id> <ip:port@cport> <flags> ...`).
-fn cluster_nodes(text: &str) -> Vec<(String, u16)> {
-    text.lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let addr = fields.nth(1)?;
-            let flags = fields.next()?;
-            if flags
-                .split(',')
-                .any(|f| f == "fail" || f == "noaddr" || f == "handshake")
-            {
-                return None;
-            }
-            let addr = addr.split(['@', ',']).next()?;
-            let (host, port) = addr.rsplit_once(':')?;
-            Some((host.to_owned(), port.parse().ok()?))
-        })
-        .collect()
 }
 
 /// The wire form of an operation for other nodes; `None` for those that are not requests.
@@ -1086,15 +1081,10 @@ async fn publish_loop(
     inner: Weak<Inner>,
 ) {
     let mut batch = Vec::new();
-    let mut to_shards = Publishers::default();
     while queue.recv_many(&mut batch, 512).await > 0 {
         let n = batch.len() as u64;
         let (sent, dropped) = match &shards {
-            Some(shards) => {
-                to_shards
-                    .send(shards, command, std::mem::take(&mut batch))
-                    .await
-            }
+            Some(shards) => shards.publish(command, std::mem::take(&mut batch)).await,
             None => {
                 let mut pipe = redis::pipe();
                 for (channel, message) in batch.drain(..) {
@@ -1189,22 +1179,6 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cluster_nodes_are_read() {
-        let text = "a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460\n\
-                    b2 127.0.0.1:7001@17001,host master - 0 0 2 connected 5461-10922\n\
-                    c3 127.0.0.1:7002@17002 master,fail - 0 0 3 disconnected\n\
-                    d4 10.0.0.9:7003@17003 slave a1 0 0 1 connected\n";
-        assert_eq!(
-            cluster_nodes(text),
-            vec![
-                ("127.0.0.1".to_owned(), 7000),
-                ("127.0.0.1".to_owned(), 7001),
-                ("10.0.0.9".to_owned(), 7003)
-            ]
-        );
-    }
 
     #[test]
     fn ids_look_like_nodes() {

@@ -45,6 +45,7 @@
 
 mod adapter;
 mod classic;
+mod cluster;
 mod config;
 mod emitter;
 mod error;

@@ -1,6 +1,6 @@
 //! Sharded pub/sub on a Redis Cluster: every shard channel lives on the master that owns its
-//! slot, so subscriptions go to one subscriber connection per master and publishes to a
-//! connection to the owner. The slot map (`CLUSTER SLOTS`) is read at start and again after a
+//! slot, so subscriptions go to one subscriber connection per master, and publishes (and the
+//! question "who listens on this channel?") to a connection to the owner. The slot map (`CLUSTER SLOTS`) is read at start and again after a
 //! publish fails (a failover or a resharding).
 
 use std::collections::HashMap;
@@ -9,20 +9,22 @@ use std::time::Duration;
 
 use bb8_redis::bb8::Pool;
 use redis::RedisConnectionInfo;
-use redis::aio::MultiplexedConnection;
+use sio_core::AdapterError;
 use tokio::sync::{mpsc, watch};
 
+use crate::adapter::unavailable;
+use crate::cluster::{ClusterNodes, Node};
 use crate::resp::Published;
 use crate::slots::SlotMap;
 use crate::subscriber::{self, Subscriber, Subscription};
 use crate::target::{Connections, Target, node_info};
 
-type Node = (String, u16);
-
 /// The shard subscribers and the slot map of one adapter.
 pub(crate) struct Shards {
     settings: RedisConnectionInfo,
     pool: Pool<Connections>,
+    /// Publishing connections to the masters.
+    nodes: Arc<ClusterNodes>,
     messages: mpsc::UnboundedSender<Published>,
     /// The slot map, once read.
     map: watch::Sender<Option<SlotMap>>,
@@ -40,11 +42,13 @@ impl Shards {
     pub(crate) fn start(
         settings: RedisConnectionInfo,
         pool: Pool<Connections>,
+        nodes: Arc<ClusterNodes>,
         messages: mpsc::UnboundedSender<Published>,
     ) -> Arc<Self> {
         let shards = Arc::new(Shards {
             settings,
             pool,
+            nodes,
             messages,
             map: watch::Sender::new(None),
             state: Mutex::default(),
@@ -176,18 +180,11 @@ impl Shards {
     }
 }
 
-/// Publishing connections to the masters, kept by the publisher task.
-#[derive(Default)]
-pub(crate) struct Publishers {
-    connections: HashMap<Node, MultiplexedConnection>,
-}
-
-impl Publishers {
+impl Shards {
     /// Sends `batch` with `command`, each message to the owner of its channel, in order per
     /// owner; returns how many were sent and how many dropped.
-    pub(crate) async fn send(
-        &mut self,
-        shards: &Arc<Shards>,
+    pub(crate) async fn publish(
+        self: &Arc<Self>,
         command: &str,
         batch: Vec<(String, Vec<u8>)>,
     ) -> (u64, u64) {
@@ -195,7 +192,7 @@ impl Publishers {
         let mut counts: HashMap<Node, u64> = HashMap::new();
         let mut dropped = 0;
         for (channel, message) in batch {
-            let Some(owner) = shards.owner(&channel) else {
+            let Some(owner) = self.owner(&channel) else {
                 dropped += 1;
                 continue;
             };
@@ -211,12 +208,18 @@ impl Publishers {
         let mut sent = 0;
         for (owner, pipe) in by_owner {
             let n = counts.get(&owner).copied().unwrap_or_default();
-            match self.send_to(shards, &owner, &pipe).await {
+            let result = match self.nodes.connection(&owner).await {
+                Ok(mut conn) => pipe
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(err) => Err(err),
+            };
+            match result {
                 Ok(()) => sent += n,
                 Err(err) => {
                     tracing::warn!(target: "sio::redis", %err, node = ?owner, "shard publish failed; reading the slots again");
-                    self.connections.remove(&owner);
-                    shards.refresh();
+                    self.failed(&owner);
                     dropped += n;
                 }
             }
@@ -224,28 +227,28 @@ impl Publishers {
         (sent, dropped)
     }
 
-    async fn send_to(
-        &mut self,
-        shards: &Shards,
-        owner: &Node,
-        pipe: &redis::Pipeline,
-    ) -> Result<(), String> {
-        if !self.connections.contains_key(owner) {
-            let info = node_info(&owner.0, owner.1, &shards.settings)?;
-            let conn = redis::Client::open(info)
-                .map_err(|e| e.to_string())?
-                .get_multiplexed_async_connection()
-                .await
-                .map_err(|e| e.to_string())?;
-            self.connections.insert(owner.clone(), conn);
-        }
-        let conn = self
-            .connections
-            .get_mut(owner)
-            .ok_or_else(|| "no connection".to_owned())?;
-        pipe.query_async::<()>(conn)
-            .await
-            .map_err(|e| e.to_string())
+    /// Runs `command` (`SPUBLISH` or `PUBSUB SHARDNUMSUB`, its first argument `channel`) on the
+    /// owner of `channel`: only the owner knows the channel's subscribers.
+    pub(crate) async fn on_owner<T: redis::FromRedisValue>(
+        self: &Arc<Self>,
+        channel: &str,
+        command: &redis::Cmd,
+    ) -> Result<T, AdapterError> {
+        let owner = self
+            .owner(channel)
+            .ok_or_else(|| unavailable("the cluster's slots are not known yet"))?;
+        let mut conn = self.nodes.connection(&owner).await.map_err(unavailable)?;
+        command.query_async(&mut conn).await.map_err(|err| {
+            // MOVED after a resharding, or a failed master.
+            self.failed(&owner);
+            unavailable(err)
+        })
+    }
+
+    /// A command to `owner` failed: connect again, and read the slots again.
+    fn failed(self: &Arc<Self>, owner: &Node) {
+        self.nodes.forget(owner);
+        self.refresh();
     }
 }
 
