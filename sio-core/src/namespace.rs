@@ -675,8 +675,12 @@ impl Nsp {
                     return;
                 };
                 let sockets: Vec<SocketRef> = nsp.read().values().cloned().collect();
-                for socket in sockets {
-                    nsp.save_session(&socket);
+                for (n, socket) in sockets.iter().enumerate() {
+                    nsp.save_session(socket);
+                    // Many sockets: give the worker back between chunks.
+                    if n % 1024 == 1023 {
+                        tokio::task::yield_now().await;
+                    }
                 }
             }
         });
