@@ -68,6 +68,54 @@ where
     rx.recv_timeout(Duration::from_secs(10)).unwrap()
 }
 
+/// A server started by [`start_stoppable_on`].
+pub(crate) struct Running {
+    pub(crate) addr: SocketAddr,
+    /// Stops the server; its thread then ends.
+    pub(crate) handle: actix_web::dev::ServerHandle,
+}
+
+/// [`start_on`] for tests that start many servers: signals are left alone, and the returned
+/// handle stops the server (and ends its thread) instead of leaving it to the process's end.
+pub(crate) fn start_stoppable_on<F>(
+    http: Http,
+    make: impl FnOnce() -> F + Send + 'static,
+) -> Running
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let configure = make();
+            let app = move || App::new().configure(configure.clone());
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = match http {
+                Http::ActixWeb => HttpServer::new(app)
+                    .workers(2)
+                    .disable_signals()
+                    .listen(listener)
+                    .unwrap()
+                    .run(),
+                Http::Sio => Server::new(app)
+                    .workers(2)
+                    .disable_signals()
+                    .listen(listener)
+                    .unwrap()
+                    .run(),
+            };
+            tx.send(Running {
+                addr,
+                handle: server.handle(),
+            })
+            .unwrap();
+            server.await.unwrap();
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+}
+
 /// The folder of the npm client tests, checked to be installed.
 pub(crate) fn js_dir(package: &str) -> PathBuf {
     let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
