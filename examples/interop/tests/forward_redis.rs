@@ -135,9 +135,8 @@ async fn upgrade_through(b: SocketAddr, sid: &str, io_a: &SocketIo, io_b: &Socke
     send(&mut ws, "2probe").await;
     assert_eq!(next_text(&mut ws).await.as_deref(), Some("3probe"));
     send(&mut ws, "5").await;
-    // A v3-style ping is answered by A's engine: the upgrade is complete once it comes back.
-    send(&mut ws, "2").await;
-    assert_eq!(next_text(&mut ws).await.as_deref(), Some("3"));
+    // Queued before or after the upgrade completes, A's broadcast reaches the WebSocket. (A
+    // client ping no longer serves as a barrier: A closes a v4 session that sends one.)
     io_a.emit("news", "from A").unwrap();
     assert_eq!(
         next_text(&mut ws).await.as_deref(),

@@ -199,4 +199,23 @@ mod tests {
             vec![]
         );
     }
+
+    #[test]
+    fn a_room_broadcast_never_lists_the_whole_namespace() {
+        let adapter = LocalAdapter::default();
+        let a = Sid::new(0);
+        adapter.join(a, ["r".to_string()]);
+        let to_room = BroadcastOptions {
+            rooms: vec!["r".into()],
+            except: vec!["x".into()],
+            ..Default::default()
+        };
+        let listed = std::cell::Cell::new(false);
+        let all = || {
+            listed.set(true);
+            vec![a]
+        };
+        assert_eq!(adapter.targets(&to_room, all), vec![a]);
+        assert!(!listed.get(), "every socket id was copied for a room broadcast");
+    }
 }
