@@ -216,6 +216,9 @@ mod tests {
             vec![a]
         };
         assert_eq!(adapter.targets(&to_room, all), vec![a]);
-        assert!(!listed.get(), "every socket id was copied for a room broadcast");
+        assert!(
+            !listed.get(),
+            "every socket id was copied for a room broadcast"
+        );
     }
 }
