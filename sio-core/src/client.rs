@@ -354,13 +354,14 @@ impl Client {
 }
 
 /// A session taken back from the store, if what its client missed after `offset` can be sent:
-/// read from the backend's log, or found in this node's memory.
+/// read from the backend's log, or found in this node's memory (the client may come from any
+/// node: this waits a little for this node to deliver what the client got there).
 async fn restoring(nsp: &Nsp, session: Session, offset: String) -> Restored {
     let recovery = nsp.recovery()?;
     let fetched = match nsp.broadcast_log() {
         Some(log) => Some(crate::recovery::read_missed(recovery, log, nsp.path(), &offset).await?),
         None => {
-            recovery.logs(&offset).then_some(())?;
+            recovery.ready_for(&offset).await.then_some(())?;
             None
         }
     };
@@ -471,12 +472,21 @@ fn finish_connect(socket: SocketRef, ticket: &Ticket, restored: Restored) {
         fetched,
     }) = restored
     {
-        socket.join(session.rooms.clone());
-        let missed: Vec<Missed> = match (nsp.recovery(), fetched) {
-            (Some(r), Some(fetched)) => r.missed_from_log(&session, &offset, fetched),
-            (Some(r), None) => r.missed(&session, &offset).unwrap_or_default(),
-            (None, _) => Vec::new(),
+        let missed: Option<Vec<Missed>> = match (nsp.recovery(), fetched) {
+            (Some(r), Some(fetched)) => Some(r.missed_from_log(&session, &offset, fetched)),
+            (Some(r), None) => r.missed(&session, &offset),
+            (None, _) => Some(Vec::new()),
         };
+        let Some(missed) = missed else {
+            // The log dropped some of what the client missed since the session was taken
+            // (while middlewares ran): rather than a recovery with gaps, the connection closes
+            // and the client comes back, to a new session.
+            tracing::warn!(sid = %socket.id(), ns = %nsp.path(), "missed broadcasts left the log during recovery; connection closed");
+            drop(gate);
+            conn.close(CloseReason::ForcedClose);
+            return;
+        };
+        socket.join(session.rooms.clone());
         packets.extend(missed.into_iter().map(|(args, attachments)| Packet {
             ns: nsp.path().to_owned(),
             data: PacketData::Event {

@@ -460,7 +460,7 @@ impl Nsp {
                         recovery.take_logged(&mut packet, &opts, volatile, offset);
                     }
                     (None, _) if !volatile && !self.backend_logs() => {
-                        self.log_remote_broadcast(&packet, &opts);
+                        self.log_remote_broadcast(&mut packet, &opts);
                     }
                     _ => {}
                 }
@@ -523,23 +523,11 @@ impl Nsp {
     }
 
     /// Keeps another node's broadcast for this node's recovering clients: its last argument
-    /// is the offset the sending node gave it.
-    fn log_remote_broadcast(&self, packet: &Packet, opts: &BroadcastOptions) {
-        let Some(recovery) = &self.recovery else {
-            return;
-        };
-        if let PacketData::Event {
-            args, attachments, ..
-        } = &packet.data
-            && let Some(Value::String(offset)) = args.as_array().and_then(|a| a.last())
-            && Recovery::is_offset(offset)
-        {
-            recovery.log(
-                offset.clone(),
-                opts.clone(),
-                args.clone(),
-                attachments.clone(),
-            );
+    /// is the sending node's number for it, which gives way to the offset of this node's
+    /// clients.
+    fn log_remote_broadcast(&self, packet: &mut Packet, opts: &BroadcastOptions) {
+        if let Some(recovery) = &self.recovery {
+            recovery.take_remote(packet, opts);
         }
     }
 

@@ -162,33 +162,42 @@ impl BroadcastOperators {
             return Ok(());
         }
         let recovery = self.nsp.recovery().filter(|_| !self.nsp.backend_logs());
-        let _gate = recovery.map(crate::recovery::Recovery::broadcasting);
-        if let Some(recovery) = recovery.filter(|_| !self.volatile)
-            && let PacketData::Event {
-                args: Value::Array(args),
-                attachments,
-                ..
-            } = &mut packet.data
-        {
-            // The offset the client remembers to ask for what it missed.
-            let offset = recovery.next_offset();
-            args.push(Value::String(offset.clone()));
-            recovery.log(
-                offset,
-                self.opts.clone(),
-                Value::Array(args.clone()),
-                attachments.clone(),
+        // A broadcast kept for recovery gets its number in this node's numbering, which stays
+        // held until it is delivered here: the other nodes and this one get this node's
+        // broadcasts in number order, as offsets require.
+        let logged = !self.volatile
+            && matches!(
+                packet.data,
+                PacketData::Event {
+                    args: Value::Array(_),
+                    id: None,
+                    ..
+                }
             );
-        }
+        let claim = recovery
+            .filter(|_| logged)
+            .map(|recovery| recovery.claim(self.local));
         if !self.local {
             // The other nodes hear of it first (as Node's adapters do): their deliveries then
             // overlap with this node's instead of waiting for them and a Redis round trip.
+            let mut published = packet.clone();
+            if let Some(claim) = &claim {
+                claim.mark(&mut published);
+            }
             self.nsp.publish(ClusterRequest::Broadcast {
-                packet: packet.clone(),
+                packet: published,
                 opts: self.opts.clone(),
                 volatile: self.volatile,
                 offset: None,
             });
+        }
+        // The gate only now: an in-process backend hands the broadcast to the other nodes
+        // within `publish`, and two nodes broadcasting at once would each hold their own gate
+        // and wait for the other's.
+        let _gate = recovery.map(crate::recovery::Recovery::broadcasting);
+        if let (Some(recovery), Some(claim)) = (recovery, &claim) {
+            // The offset the client remembers to ask for what it missed.
+            recovery.deliver_own(claim, &mut packet, &self.opts);
         }
         self.nsp.deliver(&packet, &self.opts, self.volatile);
         Ok(())
