@@ -44,7 +44,7 @@ await sleep(300);
 for (let tag = 10; tag < COUNT; tag++) await send(tag);
 
 const c = spawn(arg("sio-bin"), {
-  env: { ...process.env, PORT: String(portC), NODE_NAME: "C", REDIS_URL: arg("redis"), ADAPTER: "streams", RECOVERY: "60000" },
+  env: { ...process.env, PORT: String(portC), NODE_NAME: "C", REDIS_URL: arg("redis"), ADAPTER: "streams", CSR: "1" },
   stdio: ["ignore", "pipe", "inherit"],
 });
 await within(

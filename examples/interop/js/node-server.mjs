@@ -2,7 +2,7 @@
 // 8.3 (`createAdapter`, or `createShardedAdapter` with ADAPTER=sharded) or
 // @socket.io/redis-streams-adapter 0.3 (ADAPTER=streams), implementing the same contract as
 // `interop-server` (docs: ../README.md). Environment: PORT, REDIS_URL, ADAPTER, NODE_NAME, KEY,
-// REQUESTS_TIMEOUT, RECOVERY (ms: connectionStateRecovery with that maxDisconnectionDuration).
+// REQUESTS_TIMEOUT, CSR (1: connectionStateRecovery with a 60 s maxDisconnectionDuration).
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
@@ -15,7 +15,7 @@ const NODE_NAME = process.env.NODE_NAME ?? `node-${PORT}`;
 const KEY = process.env.KEY ?? "socket.io";
 const REQUESTS_TIMEOUT = Number(process.env.REQUESTS_TIMEOUT ?? 3000);
 const ADAPTER = process.env.ADAPTER ?? "classic";
-const RECOVERY = process.env.RECOVERY ? Number(process.env.RECOVERY) : undefined;
+const CSR = process.env.CSR === "1";
 const BIN = Buffer.from([0, 1, 2, 3, 0xfd, 0xfe, 0xff]);
 
 // `redis+cluster://host:port,host:port` (sio's URL for a Redis Cluster) means a cluster client.
@@ -44,7 +44,7 @@ const adapters = {
 };
 const io = new Server(http, {
   adapter: adapters[ADAPTER](),
-  ...(RECOVERY ? { connectionStateRecovery: { maxDisconnectionDuration: RECOVERY } } : {}),
+  ...(CSR ? { connectionStateRecovery: { maxDisconnectionDuration: 60000 } } : {}),
 });
 
 const list = (v) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);

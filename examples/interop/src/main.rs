@@ -4,8 +4,10 @@
 //! on the Redis adapter.
 //!
 //! Environment: `PORT` (3001, on 127.0.0.1), `REDIS_URL` (`redis://127.0.0.1:6390`), `ADAPTER`
-//! (`classic`, `sharded` or `streams`), `NODE_NAME` (`node-<PORT>`), `KEY` (`socket.io`), `REQUESTS_TIMEOUT` (ms, 3000),
-//! `RECOVERY` (ms: connection state recovery with that `max_disconnection_duration`; unset: off).
+//! (`classic`, `sharded` or `streams`), `NODE_NAME` (`node-<PORT>`), `KEY` (`socket.io`),
+//! `REQUESTS_TIMEOUT` (ms, 3000), `CSR` (`1`: connection state recovery on, as Node's
+//! `connectionStateRecovery: {maxDisconnectionDuration: 60000}`: a 60 s window, middlewares
+//! skipped on recovery; the same with every adapter; anything else: off).
 //! Prints `READY {json}` once subscribed; exits on SIGTERM.
 
 use std::collections::HashMap;
@@ -341,9 +343,11 @@ async fn main() -> std::io::Result<()> {
         sse_log: Arc::default(),
     };
     let mut builder = SocketIo::builder();
-    if let Some(ms) = std::env::var("RECOVERY").ok().and_then(|v| v.parse().ok()) {
+    if env("CSR", "") == "1" {
         builder = builder.connection_state_recovery(
-            RecoveryConfig::default().max_disconnection_duration(Duration::from_millis(ms)),
+            RecoveryConfig::default()
+                .max_disconnection_duration(Duration::from_secs(60))
+                .skip_middlewares(true),
         );
     }
     let io = builder

@@ -10,7 +10,7 @@ use support::{Kind, Redis, run_script, start_node_env, url};
 #[test]
 fn sigkill_during_a_broadcast_loses_and_duplicates_nothing() {
     let redis = Redis::start();
-    let env = [("RECOVERY", "60000")];
+    let env = [("CSR", "1")];
     let start = |name| start_node_env(Kind::Sio, name, &redis.url(), "classic", &env);
     let (a, b, c) = (start("A"), start("B"), start("C"));
     let kill = a.pid().to_string();

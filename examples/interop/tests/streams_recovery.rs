@@ -17,7 +17,7 @@ fn failover(a: &ClusterNode, b: &ClusterNode, c: &ClusterNode, how: &[&str]) {
     run_script("failover.mjs", &args);
 }
 
-const ENV: [(&str, &str); 1] = [("RECOVERY", "60000")];
+const ENV: [(&str, &str); 1] = [("CSR", "1")];
 
 /// sio writes its sessions through while the sockets live, so a SIGKILLed sio node loses
 /// none: its clients recover on a Node node and on a sio node. Node B is also the
