@@ -453,6 +453,7 @@ impl Nsp {
                 opts,
                 volatile,
                 offset,
+                ..
             } => {
                 let _gate = self.recovery.as_ref().map(Recovery::broadcasting);
                 match (offset, &self.recovery) {

@@ -158,6 +158,7 @@ impl BroadcastOperators {
                 opts: self.opts,
                 volatile: self.volatile,
                 offset: None,
+                numbered: false,
             });
             return Ok(());
         }
@@ -189,6 +190,7 @@ impl BroadcastOperators {
                 opts: self.opts.clone(),
                 volatile: self.volatile,
                 offset: None,
+                numbered: claim.is_some(),
             });
         }
         // The gate only now: an in-process backend hands the broadcast to the other nodes

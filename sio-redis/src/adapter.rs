@@ -329,6 +329,7 @@ impl Backend for RedisAdapter {
                 packet,
                 opts,
                 volatile,
+                numbered,
                 ..
             } => self.inner.wire.broadcast(
                 ns,
@@ -338,6 +339,7 @@ impl Backend for RedisAdapter {
                     opts,
                     volatile,
                 },
+                numbered,
             ),
             request => {
                 let Some(request) = to_wire(request, None) else {
@@ -452,6 +454,7 @@ impl stream_log::Sink for Inner {
                         opts: b.opts,
                         volatile: b.volatile,
                         offset: Some(entry.id),
+                        numbered: false,
                     }));
                 }
                 sharded::Kind::Request(request) => {
@@ -506,6 +509,7 @@ impl Inner {
                             opts: broadcast.opts,
                             volatile: broadcast.volatile,
                             offset: None,
+                            numbered: false,
                         }));
                     }
                 };
@@ -752,6 +756,7 @@ impl Inner {
             opts: broadcast.opts,
             volatile: broadcast.volatile,
             offset: None,
+            numbered: false,
         }));
     }
 
@@ -889,13 +894,21 @@ impl Wire {
         cmd
     }
 
-    fn broadcast(&self, ns: &str, broadcast: &Broadcast) -> (String, Vec<u8>) {
+    /// The channel and message of a broadcast. A `numbered` one (see
+    /// [`ClusterRequest::Broadcast`]) must reach every node: in sharded mode it goes to the
+    /// namespace's channel, which every node listens on, rather than to its room's channel,
+    /// which only the nodes with that room do (Node's nodes take it there just as well).
+    fn broadcast(&self, ns: &str, broadcast: &Broadcast, numbered: bool) -> (String, Vec<u8>) {
         match self {
             Wire::Classic(channels) => {
                 (channels.broadcast(ns, &broadcast.opts), broadcast.encode())
             }
             Wire::Sharded(channels) => (
-                channels.broadcast(ns, broadcast),
+                if numbered {
+                    channels.main(ns)
+                } else {
+                    channels.broadcast(ns, broadcast)
+                },
                 sharded::encode_broadcast(broadcast, ns),
             ),
             // Broadcasts go to the stream; this is only reached for none.

@@ -31,6 +31,12 @@ pub enum ClusterRequest {
         /// when it hands the broadcast over: the receiving namespace adds it to the arguments
         /// as the recovery offset. `None` when publishing, and on backends without a log.
         offset: Option<String>,
+        /// Numbered for connection state recovery by its sender (on backends without a log):
+        /// every node must hear it, also one with no socket in its rooms, or a client that
+        /// recovers there would not know it missed it. A backend that sends a room's broadcast
+        /// only to the nodes with that room (sharded pub/sub) sends this one to all. `false`
+        /// when a backend hands a broadcast over.
+        numbered: bool,
     },
     /// Describe the sockets `opts` chooses.
     FetchSockets {
