@@ -233,7 +233,8 @@ where
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
+/// Resolves on SIGTERM or SIGINT (on Ctrl-C or Ctrl-Break where there is no SIGTERM).
+#[cfg(unix)]
 async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
@@ -248,6 +249,11 @@ async fn stop_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+#[cfg(not(unix))]
+async fn stop_signal() {
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// The types of an application, unused at run time.
