@@ -860,31 +860,23 @@ fn call(handler: &EventHandler, mut ctx: Context, kind: &'static str) {
             let reply_to = AckSender::new(target, ctx.acked.clone());
             let event = ctx.event.take();
             let shared = ctx.shared.clone();
-            let connection = ctx
-                .socket
-                .as_ref()
-                .map(|s| s.conn().data.handlers().clone());
-            run(
-                fut,
-                &ctx.shared.in_flight,
-                connection.as_ref(),
-                move |reply| {
-                    let args = match reply {
-                        Ok(Some(args)) => args,
-                        Ok(None) => return,
-                        Err(err) => {
-                            shared.handler_errors.fetch_add(1, AtomicOrdering::Relaxed);
-                            tracing::warn!(target: "sio::handler", socket = %caller(socket), handler = event.as_deref().unwrap_or(kind), %err, "handler failed");
-                            let mut error = serde_json::Map::new();
-                            error.insert("error".into(), Value::String(err));
-                            vec![Value::Object(error)]
-                        }
-                    };
-                    if let Err(err) = reply_to.answer(args) {
-                        tracing::debug!(socket = %caller(socket), handler = event.as_deref().unwrap_or(kind), %err, "cannot send the ack");
+            let connection = ctx.socket.as_ref().map(|s| s.conn().data.handlers());
+            run(fut, &ctx.shared.in_flight, connection, move |reply| {
+                let args = match reply {
+                    Ok(Some(args)) => args,
+                    Ok(None) => return,
+                    Err(err) => {
+                        shared.handler_errors.fetch_add(1, AtomicOrdering::Relaxed);
+                        tracing::warn!(target: "sio::handler", socket = %caller(socket), handler = event.as_deref().unwrap_or(kind), %err, "handler failed");
+                        let mut error = serde_json::Map::new();
+                        error.insert("error".into(), Value::String(err));
+                        vec![Value::Object(error)]
                     }
-                },
-            );
+                };
+                if let Err(err) = reply_to.answer(args) {
+                    tracing::debug!(socket = %caller(socket), handler = event.as_deref().unwrap_or(kind), %err, "cannot send the ack");
+                }
+            });
         }
         Err(err) => {
             tracing::debug!(target: "sio::rejection", socket = %caller(socket), handler = ctx.event.as_deref().unwrap_or(kind), %err, "handler not called");
