@@ -28,6 +28,9 @@ pub(crate) struct Connection {
     joined: tokio::sync::Notify,
     /// The connection's handlers that are waiting (see [`MAX_WAITING_HANDLERS`]).
     handlers: Arc<InFlight>,
+    /// Made on this node to adopt a dead owner's POST (see [`crate::adoption`]): its sockets
+    /// are let go, not disconnected, when it closes.
+    adopted: AtomicBool,
 }
 
 /// How many of one connection's handlers may wait (on a database, a timer, an ack) before the
@@ -71,7 +74,7 @@ pub(crate) enum FillError {
 impl Connection {
     /// Holds the place of namespace `ns` for a CONNECT; `None` when the connection is closed or
     /// the namespace is joined, or being joined, already.
-    fn reserve(&self, ns: &str) -> Option<Ticket> {
+    pub(crate) fn reserve(&self, ns: &str) -> Option<Ticket> {
         let mut slots = self.lock();
         if slots.closed || slots.by_namespace.contains_key(ns) {
             return None;
@@ -157,6 +160,17 @@ impl Connection {
         self.lock().closed
     }
 
+    /// Readies a connection made for an adoption: it decodes packets as a connection that
+    /// opened, and lets its sockets go when it closes.
+    pub(crate) fn start_adoption(&self, io: &IoInner) {
+        self.adopted.store(true, Ordering::Release);
+        *self
+            .decoder
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(Decoder::new(io.config.parser_limits.clone()).with_parser(io.config.parser));
+    }
+
     /// The connection's waiting handlers.
     pub(crate) fn handlers(&self) -> &Arc<InFlight> {
         &self.handlers
@@ -235,7 +249,16 @@ impl engine::Handler for Client {
         async move { handlers.below(MAX_WAITING_HANDLERS).await }
     }
 
+    fn adopt(&self, conn: &Arc<Conn>) -> impl Future<Output = bool> + Send + use<> {
+        let (io, conn) = (self.io.clone(), conn.clone());
+        async move { crate::adoption::adopt(&io, &conn).await }
+    }
+
     fn on_close(&self, conn: &Arc<Conn>, reason: CloseReason) {
+        if conn.data.adopted.load(Ordering::Acquire) {
+            crate::adoption::let_go(&self.io, conn, conn.data.close());
+            return;
+        }
         for socket in conn.data.close() {
             socket.nsp().remove_socket(&socket, reason.into());
         }

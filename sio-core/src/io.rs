@@ -101,6 +101,12 @@ impl fmt::Debug for IoInner {
 }
 
 impl IoInner {
+    /// The cluster's session store, when recovery is on and the backend has one.
+    pub(crate) fn session_store(&self) -> Option<&dyn crate::SessionStore> {
+        self.config.recovery.as_ref()?;
+        self.shared.backend.as_ref()?.session_store()
+    }
+
     /// The namespace at `path`, created on first use when a dynamic namespace matches it.
     pub(crate) fn namespace(&self, path: &str) -> Option<Arc<Nsp>> {
         if let Some(nsp) = self.read().get(path) {

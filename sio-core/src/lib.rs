@@ -40,6 +40,7 @@
 
 mod ack;
 mod adapter;
+mod adoption;
 mod args;
 mod client;
 mod describe;

@@ -605,7 +605,10 @@ impl Nsp {
         else {
             return;
         };
-        store.save(
+        // Linked to its connection, so that a node can adopt a POST of that connection
+        // whose owner died (see `crate::adoption`).
+        store.save_linked(
+            &socket.conn().sid().to_string(),
             &self.path,
             &self.session_of(socket, pid).to_stored(),
             recovery.config().max_disconnection_duration,
@@ -756,6 +759,18 @@ impl Nsp {
 
     /// Removes a socket (once) and runs the disconnect handler.
     pub(crate) fn remove_socket(&self, socket: &Socket, reason: DisconnectReason) {
+        self.remove(socket, reason, true);
+    }
+
+    /// Removes a socket that an adoption restored for one POST (see `crate::adoption`) and
+    /// leaves its session for its client's return. No handler runs: its connect handler did
+    /// not run either, and for the application the socket stays connected until its client
+    /// comes back (or does not).
+    pub(crate) fn let_go(&self, socket: &Socket) {
+        self.remove(socket, DisconnectReason::TransportClose, false);
+    }
+
+    fn remove(&self, socket: &Socket, reason: DisconnectReason, handlers: bool) {
         let socket = {
             let mut sockets = self.write();
             // Only this very socket: another with the same id (a recovered session) stays.
@@ -768,7 +783,7 @@ impl Nsp {
             };
             socket
         };
-        if let Some(handler) = &self.handlers.disconnecting {
+        if let (true, Some(handler)) = (handlers, &self.handlers.disconnecting) {
             let mut ctx = Context::new(socket.clone());
             ctx.reason = Some(reason);
             call(handler, ctx, "disconnecting");
@@ -783,7 +798,7 @@ impl Nsp {
         socket.conn().data.remove(&socket);
         socket.drop_acks();
         tracing::debug!(socket = %socket.id(), ns = %self.path, %reason, "socket disconnected");
-        if let Some(handler) = &self.handlers.disconnect {
+        if let (true, Some(handler)) = (handlers, &self.handlers.disconnect) {
             let mut ctx = Context::new(socket);
             ctx.reason = Some(reason);
             call(handler, ctx, "disconnect");

@@ -37,11 +37,13 @@ pub(crate) enum Write {
         ns: String,
         value: String,
         ttl_ms: u64,
-        /// Of `ns` and `value`, to tell a refresh from a change.
+        /// Of `ns`, `value` and `link`, to tell a refresh from a change.
         digest: u64,
+        /// The connection whose socket it is, kept with it (see [`Link`]).
+        link: Option<Link>,
     },
-    /// The same state as Redis holds, for longer.
-    Refresh { ttl_ms: u64 },
+    /// The same state as Redis holds, for longer (its link too).
+    Refresh { ttl_ms: u64, link: Option<Link> },
     /// Disconnected, may come back: takeable.
     Released {
         ns: String,
@@ -50,6 +52,16 @@ pub(crate) enum Write {
     },
     /// Will not come back.
     Removed,
+}
+
+/// That the socket of a session belongs to an Engine.IO connection: what an adoption of that
+/// connection's POST looks up (see `SessionStore::adopt`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Link {
+    /// The connection's engine sid.
+    pub(crate) conn: String,
+    /// The socket's namespace.
+    pub(crate) ns: String,
 }
 
 /// How a [`Write`] becomes commands: the session store's key layout.
@@ -99,9 +111,9 @@ impl Queue {
 
     /// A session is connected with this state: written in full, or only refreshed when Redis
     /// already holds it.
-    pub(crate) fn live(&self, pid: &str, ns: &str, value: String, ttl_ms: u64) {
-        let digest = self.hasher.hash_one((ns, value.as_str()));
-        lock(&self.state).live(pid, ns, value, ttl_ms, digest);
+    pub(crate) fn live(&self, pid: &str, ns: &str, value: String, ttl_ms: u64, link: Option<Link>) {
+        let digest = self.hasher.hash_one((ns, value.as_str(), &link));
+        lock(&self.state).live(pid, ns, value, ttl_ms, digest, link);
         self.queued.notify_one();
     }
 
@@ -141,8 +153,16 @@ impl Queue {
 }
 
 impl State {
-    /// See [`Queue::live`]; `digest` is of `ns` and `value`.
-    fn live(&mut self, pid: &str, ns: &str, value: String, ttl_ms: u64, digest: u64) {
+    /// See [`Queue::live`]; `digest` is of `ns`, `value` and `link`.
+    fn live(
+        &mut self,
+        pid: &str,
+        ns: &str,
+        value: String,
+        ttl_ms: u64,
+        digest: u64,
+        link: Option<Link>,
+    ) {
         let unchanged = match self.pending.get(pid) {
             // The same state is already on its way: only its expiry moves.
             Some(Write::Live { digest: d, .. }) => *d == digest,
@@ -151,13 +171,14 @@ impl State {
             Some(Write::Released { .. } | Write::Removed) => false,
         };
         let write = if unchanged {
-            Write::Refresh { ttl_ms }
+            Write::Refresh { ttl_ms, link }
         } else {
             Write::Live {
                 ns: ns.to_owned(),
                 value,
                 ttl_ms,
                 digest,
+                link,
             }
         };
         self.put(pid, write);
@@ -174,7 +195,7 @@ impl State {
             Entry::Occupied(mut pending) => {
                 let keep = matches!(write, Write::Refresh { .. })
                     && !matches!(pending.get(), Write::Refresh { .. });
-                if let (true, Write::Live { ttl_ms, .. }, Write::Refresh { ttl_ms: new }) =
+                if let (true, Write::Live { ttl_ms, .. }, Write::Refresh { ttl_ms: new, .. }) =
                     (keep, pending.get_mut(), &write)
                 {
                     *ttl_ms = *new;
@@ -333,6 +354,7 @@ mod tests {
             value: value.into(),
             ttl_ms: 10,
             digest: 1,
+            link: None,
         }
     }
 
@@ -343,8 +365,20 @@ mod tests {
         state.put("b", live("2"));
         state.put("a", Write::Removed);
         // A refresh never replaces a full write or an end.
-        state.put("a", Write::Refresh { ttl_ms: 5 });
-        state.put("b", Write::Refresh { ttl_ms: 20 });
+        state.put(
+            "a",
+            Write::Refresh {
+                ttl_ms: 5,
+                link: None,
+            },
+        );
+        state.put(
+            "b",
+            Write::Refresh {
+                ttl_ms: 20,
+                link: None,
+            },
+        );
         let batch = state.next_batch(10);
         let Some((_, Write::Live { ttl_ms, .. })) = batch.get(1) else {
             panic!("b is not live: {batch:?}");
@@ -379,7 +413,13 @@ mod tests {
         let batch = state.next_batch(10);
         state.landed(batch, &[]);
         assert_eq!(state.written.get("a"), Some(&1));
-        state.put("a", Write::Refresh { ttl_ms: 1 });
+        state.put(
+            "a",
+            Write::Refresh {
+                ttl_ms: 1,
+                link: None,
+            },
+        );
         let batch = state.next_batch(10);
         state.landed(batch, &[0]);
         assert_eq!(state.written.get("a"), None);
@@ -394,17 +434,24 @@ mod tests {
             value: value.into(),
             ttl_ms: 10,
             digest,
+            link: None,
         };
-        state.live("a", "/", "x".into(), 10, 7);
+        state.live("a", "/", "x".into(), 10, 7, None);
         let batch = state.next_batch(10);
         assert_eq!(batch, vec![("a".to_owned(), live("x", 7))]);
         state.landed(batch, &[]);
-        state.live("a", "/", "x".into(), 20, 7);
-        assert_eq!(state.pending.get("a"), Some(&Write::Refresh { ttl_ms: 20 }));
-        state.live("a", "/", "y".into(), 10, 8);
+        state.live("a", "/", "x".into(), 20, 7, None);
+        assert_eq!(
+            state.pending.get("a"),
+            Some(&Write::Refresh {
+                ttl_ms: 20,
+                link: None
+            })
+        );
+        state.live("a", "/", "y".into(), 10, 8, None);
         assert_eq!(state.pending.get("a"), Some(&live("y", 8)));
         // The same unsent state again: its expiry moves, it stays a full write.
-        state.live("a", "/", "y".into(), 30, 8);
+        state.live("a", "/", "y".into(), 30, 8, None);
         let Some(Write::Live { ttl_ms: 30, .. }) = state.pending.get("a") else {
             panic!("{:?}", state.pending.get("a"));
         };

@@ -19,6 +19,14 @@
 //! in order per session, never dropped, and a take on this node first waits for this node's
 //! writes to the same session.
 //!
+//! A connected socket's session also names its Engine.IO connection: its `pid` and namespace
+//! are members (`<pid> <ns>`) of the set `sio:rs-conn:{<engine sid>}`, written and refreshed
+//! with the record and kept as long. When a polling client's owner node dies, a node that gets
+//! the connection's next POST adopts it (`SessionStore::adopt`): the `ADOPT` script claims
+//! `sio:rs-adopt:{<engine sid>}` (`SET NX PX`, so one node adopts at a time) and reads the set;
+//! the node takes each session as a recovery does (so a live owner's sessions stay where they
+//! are), runs the POST and releases them; the claim is deleted once those releases landed.
+//!
 //! The record's hash tag names its slot (a script's keys must share one on Redis Cluster), but
 //! the store is not offered on Redis Cluster: the liveness check (`PUBSUB NUMSUB`) would count
 //! only the subscribers of the cluster node that runs the script.
@@ -42,7 +50,7 @@ use tokio::sync::Semaphore;
 
 use crate::adapter::unavailable;
 use crate::handover;
-use crate::session_queue::{Layout, Queue, Write};
+use crate::session_queue::{Layout, Link, Queue, Write};
 use crate::streams;
 use crate::target::Connections;
 
@@ -83,6 +91,27 @@ redis.call('DEL', KEYS[1])
 -- Released in Node's format: Node's key holds it, unless a Node node took it first.
 if KEYS[2] and not owner then return take_nodes() end
 return session
+";
+
+/// Claims a connection for an adoption and lists its sockets; nil when another adoption
+/// holds the claim. A connection without sockets (a forged sid) is listed empty and not
+/// claimed, so a flood of them leaves no keys behind.
+///
+/// `KEYS[1]`: the claim; `KEYS[2]`: the connection's set. `ARGV[1]`: this node's owner
+/// channel (whose claim it is); `ARGV[2]`: how long it holds, in milliseconds.
+const ADOPT: &str = r"
+local members = redis.call('SMEMBERS', KEYS[2])
+if #members == 0 then return members end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+return members
+";
+
+/// Deletes a claim if it is still this node's (it may have expired and been claimed again).
+///
+/// `KEYS[1]`: the claim; `ARGV[1]`: this node's owner channel.
+const ADOPTED: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
 ";
 
 /// How sessions are encoded.
@@ -130,6 +159,16 @@ fn record(pid: &str) -> String {
     format!("sio:rs-session:{{{pid}}}")
 }
 
+/// The set of a connection's sockets, as `<pid> <ns>` (a pid has no space).
+fn connection(conn: &str) -> String {
+    format!("sio:rs-conn:{{{conn}}}")
+}
+
+/// The claim of an adoption of a connection (the same slot as its set).
+fn claim(conn: &str) -> String {
+    format!("sio:rs-adopt:{{{conn}}}")
+}
+
 fn node_key(pid: &str) -> String {
     format!("{}{pid}", streams::SESSION_PREFIX)
 }
@@ -139,7 +178,11 @@ impl Layout for Keys {
         let key = record(pid);
         match write {
             Write::Live {
-                ns, value, ttl_ms, ..
+                ns,
+                value,
+                ttl_ms,
+                link,
+                ..
             } => {
                 pipe.cmd("HSET")
                     .arg(&key)
@@ -154,9 +197,11 @@ impl Layout for Keys {
                 if self.format == Format::Node {
                     handover::track(pipe, &self.owner, pid, true);
                 }
+                link_commands(pipe, pid, link.as_ref(), *ttl_ms);
             }
-            Write::Refresh { ttl_ms } => {
+            Write::Refresh { ttl_ms, link } => {
                 pipe.cmd("PEXPIRE").arg(&key).arg(*ttl_ms);
+                link_commands(pipe, pid, link.as_ref(), *ttl_ms);
             }
             Write::Released { ns, value, ttl_ms } => {
                 pipe.cmd("DEL").arg(&key).ignore();
@@ -188,6 +233,20 @@ impl Layout for Keys {
             }
         }
     }
+}
+
+/// Puts the session `pid` in its connection's set, which lasts as long as the session: the
+/// answers are ignored (a refresh's one counted answer is its record's).
+fn link_commands(pipe: &mut redis::Pipeline, pid: &str, link: Option<&Link>, ttl_ms: u64) {
+    let Some(link) = link else {
+        return;
+    };
+    let set = connection(&link.conn);
+    pipe.cmd("SADD")
+        .arg(&set)
+        .arg(format!("{pid} {}", link.ns))
+        .ignore();
+    pipe.cmd("PEXPIRE").arg(&set).arg(ttl_ms).ignore();
 }
 
 /// The [`SessionStore`] of a [`RedisAdapter`](crate::RedisAdapter) on a standalone or Sentinel
@@ -271,11 +330,81 @@ fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
+impl Sessions {
+    fn save_with(&self, ns: &str, session: &RecoverableSession, ttl: Duration, link: Option<Link>) {
+        if let Some(value) = self.format.encode(ns, session) {
+            self.queue.live(&session.pid, ns, value, ttl_ms(ttl), link);
+        }
+    }
+}
+
 impl SessionStore for Sessions {
     fn save(&self, ns: &str, session: &RecoverableSession, ttl: Duration) {
-        if let Some(value) = self.format.encode(ns, session) {
-            self.queue.live(&session.pid, ns, value, ttl_ms(ttl));
-        }
+        self.save_with(ns, session, ttl, None);
+    }
+
+    fn save_linked(&self, conn: &str, ns: &str, session: &RecoverableSession, ttl: Duration) {
+        let link = Link {
+            conn: conn.to_owned(),
+            ns: ns.to_owned(),
+        };
+        self.save_with(ns, session, ttl, Some(link));
+    }
+
+    fn adopt(&self, conn: &str, ttl: Duration) -> BackendFuture<Option<Vec<(String, String)>>> {
+        let (pool, owner, takes) = (self.pool.clone(), self.owner.clone(), self.takes.clone());
+        let (claim, set, timeout) = (claim(conn), connection(conn), self.timeout);
+        Box::pin(async move {
+            // A sid is the client's word: adoptions wait with the takes, on their bound.
+            let Some(_running) = takes.enter(timeout).await else {
+                return Ok(None);
+            };
+            let mut conn = pool.get().await.map_err(unavailable)?;
+            let members: Option<Vec<String>> = redis::cmd("EVAL")
+                .arg(ADOPT)
+                .arg(2)
+                .arg(claim)
+                .arg(set)
+                .arg(owner)
+                .arg(ttl_ms(ttl))
+                .query_async(&mut conn.inner)
+                .await
+                .map_err(unavailable)?;
+            Ok(members.map(|members| {
+                members
+                    .iter()
+                    .filter_map(|member| member.split_once(' '))
+                    .map(|(pid, ns)| (ns.to_owned(), pid.to_owned()))
+                    .collect()
+            }))
+        })
+    }
+
+    fn adopted(&self, conn: &str, pids: Vec<String>) {
+        let (pool, queue, owner) = (self.pool.clone(), self.queue.clone(), self.owner.clone());
+        let (claim, timeout) = (claim(conn), self.timeout);
+        tokio::spawn(async move {
+            // The next adoption takes the sessions this one released: its releases first.
+            for pid in &pids {
+                if !queue.settled(pid, timeout).await {
+                    // The claim expires by itself.
+                    return;
+                }
+            }
+            let Ok(mut conn) = pool.get().await else {
+                return;
+            };
+            let deleted: redis::RedisResult<i64> = redis::cmd("EVAL")
+                .arg(ADOPTED)
+                .arg(1)
+                .arg(claim)
+                .arg(owner)
+                .query_async(&mut conn.inner)
+                .await;
+            if let Err(err) = deleted {
+                tracing::debug!(target: "sio::redis", %err, "adoption claim left to expire");
+            }
+        });
     }
 
     fn release(&self, ns: &str, session: &RecoverableSession, ttl: Duration) {

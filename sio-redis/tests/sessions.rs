@@ -340,3 +340,47 @@ async fn a_flood_of_takes_leaves_the_adapter_pool_alone() {
         "the takes beyond the bound did not give up"
     );
 }
+
+/// Adoption of a dead owner's POST: a connection's sockets are listed by its engine sid for as
+/// long as their sessions live, and one node at a time claims the connection; the claim is let
+/// go once the adoption's releases landed.
+#[tokio::test]
+async fn a_connection_is_adopted_by_one_node_at_a_time() {
+    let redis = Redis::start();
+    let config = || RedisConfig::new(redis.url());
+    let (a, b, c) = (
+        node(config()).await,
+        node(config()).await,
+        node(config()).await,
+    );
+    let s = session("p7", json!({"n": 7}));
+    store(&a).save_linked("conn7", "/a b", &s, TTL);
+    landed(&redis, "p7").await;
+    let adopt = |node: &RedisAdapter| store(node).adopt("conn7", Duration::from_secs(5));
+    let listed = adopt(&b).await.unwrap();
+    assert_eq!(listed, Some(vec![("/a b".to_owned(), "p7".to_owned())]));
+    assert_eq!(adopt(&c).await.unwrap(), None, "two adoptions at once");
+    // The claim says nothing of the owner: its live session stays where it is.
+    assert_eq!(take(&b, "/a b", "p7").await, None);
+    store(&b).adopted("conn7", vec![]);
+    eventually(Duration::from_secs(5), "the claim stayed", || {
+        redis.cli(&["EXISTS", "sio:rs-adopt:{conn7}"]).trim() == "0"
+    })
+    .await;
+    assert!(adopt(&c).await.unwrap().is_some());
+    // The list lasts as long as the session: an unchanged save refreshes both.
+    redis.cli(&["PEXPIRE", "sio:rs-conn:{conn7}", "1000"]);
+    store(&a).save_linked("conn7", "/a b", &s, TTL);
+    eventually(Duration::from_secs(5), "the list was not refreshed", || {
+        let ttl = redis.cli(&["PTTL", "sio:rs-conn:{conn7}"]);
+        ttl.trim().parse::<i64>().unwrap() > 50_000
+    })
+    .await;
+    // A connection nobody saved lists nothing.
+    store(&b).adopted("conn7", vec![]);
+    let unknown = store(&b)
+        .adopt("conn8", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(unknown, Some(vec![]));
+}

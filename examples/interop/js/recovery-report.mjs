@@ -14,10 +14,12 @@ const within = (p, ms, what) =>
   Promise.race([p, sleep(ms).then(() => Promise.reject(new Error(`timeout: ${what}`)))]);
 
 // Client `i`, in room "r" on node `url`, noting the tags of the "msg" events it gets; once
-// disconnected it retries against `next` (recovery then happens there).
-export function client(url, i, next) {
+// disconnected it retries against `next` (recovery then happens there). `options` go to the
+// client (`transports`: WebSocket only by default).
+export function client(url, i, next, options = {}) {
   const s = connect(url, {
     transports: ["websocket"],
+    ...options,
     auth: { name: `c${i}`, rooms: ["r"] },
     forceNew: true,
     reconnectionDelay: 100,

@@ -20,3 +20,20 @@ fn sigkill_during_a_broadcast_loses_and_duplicates_nothing() {
         &["--a", &a, "--b", &b, "--c", &c, "--kill", &kill],
     );
 }
+
+/// Polling-only clients and sender, all on A, their requests sent to B and C by a round-robin
+/// proxy (`js/adoption.mjs`): A is SIGKILLed mid-stream, the sender's POSTs that B or C
+/// could not forward are adopted there, and every broadcast arrives exactly once.
+#[test]
+fn sigkill_of_a_polling_sender_s_owner_loses_none_of_its_posts() {
+    let redis = Redis::start();
+    let env = [("CSR", "1")];
+    let start = |name| start_node_env(Kind::Sio, name, &redis.url(), "classic", &env);
+    let (a, b, c) = (start("A"), start("B"), start("C"));
+    let kill = a.pid().to_string();
+    let (a, b, c) = (url(a.port), url(b.port), url(c.port));
+    run_script(
+        "adoption.mjs",
+        &["--a", &a, "--b", &b, "--c", &c, "--kill", &kill],
+    );
+}

@@ -367,9 +367,7 @@ impl ClusterForwarder {
                 tokio::time::timeout(left(), self.backend.node_listens(node_id)).await
             {
                 // The answer may have come in while the backend was asked.
-                return rx
-                    .try_recv()
-                    .map_err(|_| ForwardError::UnknownNode(node_id));
+                return rx.try_recv().map_err(|_| ForwardError::Vanished(node_id));
             }
             wait = wait.saturating_mul(2);
         }
@@ -850,7 +848,8 @@ mod tests {
         }
         assert_eq!(b.stats().served, 1);
         drop(b);
-        assert_eq!(answer.await.unwrap(), Err(ForwardError::UnknownNode(2)));
+        // It reached the owner: vanished, not unknown (a POST is then not adopted).
+        assert_eq!(answer.await.unwrap(), Err(ForwardError::Vanished(2)));
         assert!(a.pending().is_empty());
     }
 

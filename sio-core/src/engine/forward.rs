@@ -27,8 +27,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use super::packet::Frame;
 use super::polling::Polled;
 use super::sid::Sid;
-use super::socket::{CloseReason, Socket, TransportKind};
-use super::{Engine, Handler, RequestError, Tunnel, polling, service};
+use super::socket::{CloseReason, Protocol, Socket, TransportKind};
+use super::{Engine, Handler, RequestError, Tunnel, adopt, polling, service};
 
 /// Version byte of the wire format; bumped when the layout changes, so mixed versions refuse
 /// each other's messages instead of misreading them.
@@ -392,6 +392,11 @@ pub enum ForwardError {
     /// Engine.IO's "Session ID unknown" 400, as from a node that lost the session.
     #[error("no node {0:08x} in the cluster")]
     UnknownNode(u32),
+    /// The node left the cluster after the request reached it, before it answered: the
+    /// request may have run there or not. The client gets "Session ID unknown", as for
+    /// [`UnknownNode`](Self::UnknownNode), but a POST is not adopted (its packets may have run).
+    #[error("node {0:08x} left the cluster before it answered")]
+    Vanished(u32),
     /// The owner did not answer in time (it may be overloaded or gone); the client gets a 502.
     #[error("node {0:08x} did not answer in time")]
     Timeout(u32),
@@ -541,10 +546,14 @@ fn put_back<D: Send + Sync + 'static>(socket: &Arc<Socket<D>>, frames: Vec<Frame
 
 /// The edge side: once the forwarder has cleared the request, reads it (bounded by
 /// `max_payload` and `body_timeout`), sends it to the sid's owner and relays the answer.
+///
+/// A POST whose owner is found dead before the request reached it is adopted instead (see
+/// [`adopt`](super::adopt)).
 pub(super) async fn forward_polling<H: Handler>(
     engine: &Engine<H>,
     forwarder: &Arc<dyn Forwarder>,
     sid: Sid,
+    protocol: Protocol,
     req: &HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, RequestError> {
@@ -556,6 +565,14 @@ pub(super) async fn forward_polling<H: Handler>(
     // Held until the answer is relayed: it is the session's one POST in flight here.
     let _permit = match forwarder.admit(sid, method).await {
         Ok(permit) => permit,
+        Err(ForwardError::UnknownNode(_)) if method == ForwardMethod::Post => {
+            let body = async {
+                Ok(polling::read_body(engine.config(), req, body)
+                    .await?
+                    .freeze())
+            };
+            return adopt::adopt_post(engine, sid, protocol, req, body).await;
+        }
         Err(err) => return forward_refused(err),
     };
     let body = match method {
@@ -581,10 +598,14 @@ pub(super) async fn forward_polling<H: Handler>(
         sid,
         query: req.query_string().to_owned(),
         headers,
-        body,
+        body: body.clone(),
     };
     match forwarder.forward(sid.node_id(), request).await {
         Ok(response) => Ok(from_forwarded(response)),
+        // Not delivered: the owner died since it was cleared.
+        Err(ForwardError::UnknownNode(_)) if method == ForwardMethod::Post => {
+            adopt::adopt_post(engine, sid, protocol, req, async { Ok(body) }).await
+        }
         Err(err) => forward_refused(err),
     }
 }
@@ -594,7 +615,7 @@ pub(super) async fn forward_polling<H: Handler>(
 /// for a second POST of the session, else a failure status.
 pub(super) fn forward_refused(err: ForwardError) -> Result<HttpResponse, RequestError> {
     match err {
-        ForwardError::UnknownNode(_) => Err(RequestError::UnknownSid),
+        ForwardError::UnknownNode(_) | ForwardError::Vanished(_) => Err(RequestError::UnknownSid),
         ForwardError::Refused(answer) => Ok(from_forwarded(*answer)),
         ForwardError::Overlapping => Err(RequestError::BadRequest),
         err => Ok(forward_failed(&err)),

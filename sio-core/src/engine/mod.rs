@@ -28,6 +28,7 @@
 //! }
 //! ```
 
+mod adopt;
 mod config;
 mod cors;
 mod error;
@@ -111,6 +112,20 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send + use<Self> {
         let _ = socket;
         std::future::ready(())
+    }
+
+    /// The owner of session `socket` (a session of another node, see [`Sid::node_id`]) is
+    /// dead, and its client POSTed to this node: restores what the layer above kept of the
+    /// session elsewhere (the cluster's session store) into `socket`, a session made for this
+    /// POST alone, which nobody polls and which is closed ([`Handler::on_close`]) once the
+    /// POST's messages ran. Whether it did; if not, the client gets "Session ID unknown" as
+    /// for any dead owner's session. The default adopts nothing.
+    fn adopt(
+        &self,
+        socket: &Arc<Socket<Self::Data>>,
+    ) -> impl Future<Output = bool> + Send + use<Self> {
+        let _ = socket;
+        std::future::ready(false)
     }
 
     /// A session closed; it is gone from the engine when this runs.

@@ -156,7 +156,7 @@ async fn route<H: Handler>(
     {
         return match transport {
             TransportKind::Polling => {
-                forward::forward_polling(engine, &forwarder, sid, req, body).await
+                forward::forward_polling(engine, &forwarder, sid, protocol, req, body).await
             }
             TransportKind::Websocket => {
                 tunnel::forward_upgrade(engine, &forwarder, sid, req, body).await

@@ -91,4 +91,32 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     /// Takes a released session of namespace `ns` away, or one whose node is gone (once: a
     /// second take finds nothing).
     fn take(&self, ns: &str, pid: &str) -> BackendFuture<Option<RecoverableSession>>;
+
+    /// [`save`](SessionStore::save), for a socket of the Engine.IO connection `conn` (its
+    /// engine sid): the store also keeps, for as long as the session, that `conn` has a socket
+    /// in `ns` with this `pid`, for [`adopt`](SessionStore::adopt). The default only saves
+    /// (the connection is never adopted).
+    fn save_linked(&self, conn: &str, ns: &str, session: &RecoverableSession, ttl: Duration) {
+        let _ = conn;
+        self.save(ns, session, ttl);
+    }
+
+    /// Claims the connection `conn` for one node's adoption of a POST its dead owner could not
+    /// take, for at most `ttl`, and lists its sockets as `(namespace, pid)` pairs (those
+    /// [`save_linked`](SessionStore::save_linked) for it; some may be gone already, which
+    /// [`take`](SessionStore::take) tells). `None` when another node's adoption holds the
+    /// claim: exactly one node adopts at a time. The claim says nothing of the owner: the
+    /// takes that follow refuse the sessions of a node that is alive. The default never
+    /// adopts.
+    fn adopt(&self, conn: &str, ttl: Duration) -> BackendFuture<Option<Vec<(String, String)>>> {
+        let _ = (conn, ttl);
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Ends an adoption of `conn` that [`adopt`](SessionStore::adopt) claimed, whose sockets
+    /// (the sessions `pids`) were released: the next adoption of `conn` may start once those
+    /// releases are written, so that it can take them.
+    fn adopted(&self, conn: &str, pids: Vec<String>) {
+        let _ = (conn, pids);
+    }
 }
