@@ -34,7 +34,7 @@ use crate::shards::Shards;
 use crate::stream_log::{self, Append, Reader, StreamLog};
 use crate::streams::{self, Entry};
 use crate::subscriber::{self, Subscriber, Subscription};
-use crate::target::{self, Connections, Target};
+use crate::target::{Connections, Target};
 use crate::wire::WireError;
 
 /// A sio cluster backend over Redis, wire-compatible with Node's `@socket.io/redis-adapter`
@@ -42,17 +42,19 @@ use crate::wire::WireError;
 ///
 /// ```no_run
 /// use sio_core::SocketIo;
-/// use sio_redis::RedisAdapter;
+/// use sio_redis::{RedisAdapter, RedisConfig};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sio_redis::Error> {
-/// let io = SocketIo::builder()
-///     .adapter(RedisAdapter::from_url("redis://127.0.0.1:6379")?)
-///     .build();
+/// // Connects once (TLS, AUTH) and fails with a typed error if Redis cannot be used.
+/// let adapter = RedisAdapter::connect(RedisConfig::new("redis://127.0.0.1:6379")).await?;
+/// let io = SocketIo::builder().adapter(adapter.clone()).build();
+/// adapter.ready().await;
 /// # let _ = io; Ok(()) }
 /// ```
 ///
-/// Must be created inside a Tokio runtime. Connections are made in the background; see
-/// [`ready`](Self::ready) to wait for them.
+/// Connections are tasks of the Tokio runtime it is created in; after the first, they are made
+/// (and made again) in the background. See [`ready`](Self::ready) to wait for the
+/// subscriptions.
 #[derive(Clone)]
 pub struct RedisAdapter {
     inner: Arc<Inner>,
@@ -123,38 +125,87 @@ pub struct RedisStats {
 }
 
 impl RedisAdapter {
-    /// An adapter on the Redis server at `url`, with the default key prefix (`socket.io`).
+    /// An adapter on the Redis server at `url`, with the default key prefix (`socket.io`);
+    /// see [`new`](Self::new).
     pub fn from_url(url: &str) -> Result<Self, Error> {
         Self::new(RedisConfig::new(url))
     }
 
-    /// An adapter with the given configuration.
+    /// An adapter with the given configuration, connecting in the background: a Redis that
+    /// cannot be reached, or refuses the credentials or the certificate, shows as warnings
+    /// (target `sio::redis`) and retries, not as an error here. Use
+    /// [`connect`](Self::connect) to find out at once.
+    ///
+    /// Fails on a bad configuration ([`Error::Url`], [`Error::TlsFile`], [`Error::Tls`],
+    /// [`Error::Unsupported`]), and with [`Error::NoRuntime`] outside a Tokio runtime.
+    ///
+    /// ```no_run
+    /// use sio_redis::{RedisAdapter, RedisConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sio_redis::Error> {
+    /// let adapter = RedisAdapter::new(RedisConfig::new("redis://127.0.0.1:6379").key("chat"))?;
+    /// # let _ = adapter; Ok(()) }
+    /// ```
     pub fn new(config: RedisConfig) -> Result<Self, Error> {
-        let target = Target::parse(&config.url)?;
-        if config.mode == Mode::Streams && matches!(target, Target::Cluster { .. }) {
-            return Err(Error::Unsupported(
-                "the streams protocol on Redis Cluster (one stream lives on one shard)",
-            ));
-        }
+        let target = Target::new(&config)?;
+        tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        Ok(Self::start(config, target))
+    }
+
+    /// An adapter with the given configuration, once a first connection to Redis was made and
+    /// logged in: on Sentinel, once a sentinel named the master. The typed error says what
+    /// failed ([`Error::Unreachable`], [`Error::TlsHandshake`], [`Error::Auth`],
+    /// [`Error::Database`], [`Error::Sentinel`], [`Error::Protocol`]), besides the
+    /// configuration errors of [`new`](Self::new); every attempt is bounded by
+    /// [`RedisConfig::connect_timeout`]. Connections lost later are made again in the
+    /// background, as with `new`.
+    ///
+    /// ```no_run
+    /// use sio_redis::{RedisAdapter, RedisConfig, TlsConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sio_redis::Error> {
+    /// let config = RedisConfig::new("rediss://redis.internal:6380")
+    ///     .username("sio")
+    ///     .password("a-long-random-password")
+    ///     .tls(TlsConfig::new().ca_file("/etc/sio/redis-ca.pem"));
+    /// match RedisAdapter::connect(config).await {
+    ///     Ok(adapter) => { /* .adapter(adapter) */ }
+    ///     Err(err @ sio_redis::Error::Auth { .. }) => eprintln!("check REDIS_PASSWORD: {err}"),
+    ///     Err(err) => return Err(err),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(config: RedisConfig) -> Result<Self, Error> {
+        let target = Target::new(&config)?;
+        // `tokio::net` and timers panic outside a Tokio runtime; an async fn may still be
+        // polled by another executor.
+        tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        drop(target.open().await?);
+        Ok(Self::start(config, target))
+    }
+
+    /// Starts the connections and tasks of an adapter (inside a runtime).
+    fn start(config: RedisConfig, target: Target) -> Self {
         let (messages, received) = mpsc::unbounded_channel();
         let subscriber = subscriber::start(target.clone(), messages.clone());
-        let pool = Connections::pool(target.clone(), config.timeout, target::POOL_SIZE);
-        let cluster = match &target {
-            Target::Cluster { settings, .. } => Some(Arc::new(ClusterNodes::new(
-                settings.clone(),
+        let pool = Connections::pool(target.clone(), config.timeout, config.pool_size);
+        let cluster = target.is_cluster().then(|| {
+            Arc::new(ClusterNodes::new(
+                target.dialer().clone(),
                 pool.clone(),
                 config.timeout,
-            ))),
+            ))
+        });
+        // Sharded pub/sub on a cluster: each channel on the master that owns its slot.
+        let shards = match (&cluster, config.mode) {
+            (Some(nodes), Mode::Sharded) => Some(Shards::start(
+                target.clone(),
+                pool.clone(),
+                nodes.clone(),
+                messages,
+            )),
             _ => None,
         };
-        // Sharded pub/sub on a cluster: each channel on the master that owns its slot.
-        let shards =
-            match (&target, &cluster, config.mode) {
-                (Target::Cluster { settings, .. }, Some(nodes), Mode::Sharded) => Some(
-                    Shards::start(settings.clone(), pool.clone(), nodes.clone(), messages),
-                ),
-                _ => None,
-            };
         let (publisher, queue) = mpsc::channel(config.queue_size);
         let forward_prefix = format!("{}-forward#", config.key);
         // Not on Redis Cluster: a node there counts only its own subscribers, so a take could
@@ -163,7 +214,7 @@ impl RedisAdapter {
             Mode::Streams => sessions::Format::Node,
             _ => sessions::Format::Json,
         };
-        let sessions = (!matches!(target, Target::Cluster { .. })).then(|| {
+        let sessions = (!target.is_cluster()).then(|| {
             // Its own connections: a flood of recoveries must not hold up publishing and
             // forwarding.
             let own = Connections::pool(target.clone(), config.timeout, sessions::POOL_SIZE);
@@ -228,7 +279,7 @@ impl RedisAdapter {
                 Arc::downgrade(&inner),
             ));
         }
-        Ok(RedisAdapter { inner })
+        RedisAdapter { inner }
     }
 
     /// This node's id in the protocol.

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use bb8_redis::bb8::Pool;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisConnectionInfo};
 use sio_core::AdapterError;
 
 use crate::adapter::unavailable;
-use crate::target::{Connections, node_info};
+use crate::dial::Dialer;
+use crate::target::Connections;
+use crate::url::Addr;
 
 /// A node of the cluster, by its address.
 pub(crate) type Node = (String, u16);
@@ -22,7 +23,8 @@ pub(crate) type Node = (String, u16);
 const FRESH: Duration = Duration::from_secs(1);
 
 pub(crate) struct ClusterNodes {
-    settings: RedisConnectionInfo,
+    /// How to connect to any node (TLS, login).
+    dialer: Dialer,
     /// Connections to any node (for `CLUSTER NODES`).
     pool: Pool<Connections>,
     timeout: Duration,
@@ -33,13 +35,9 @@ pub(crate) struct ClusterNodes {
 }
 
 impl ClusterNodes {
-    pub(crate) fn new(
-        settings: RedisConnectionInfo,
-        pool: Pool<Connections>,
-        timeout: Duration,
-    ) -> Self {
+    pub(crate) fn new(dialer: Dialer, pool: Pool<Connections>, timeout: Duration) -> Self {
         ClusterNodes {
-            settings,
+            dialer,
             pool,
             timeout,
             connections: Mutex::default(),
@@ -53,11 +51,10 @@ impl ClusterNodes {
         if let Some(conn) = lock(&self.connections).get(node) {
             return Ok(conn.clone());
         }
-        let info = node_info(&node.0, node.1, &self.settings)?;
-        let config = AsyncConnectionConfig::new().set_response_timeout(Some(self.timeout));
-        let conn = redis::Client::open(info)
-            .map_err(|e| e.to_string())?
-            .get_multiplexed_async_connection_with_config(&config)
+        let addr = Addr::Tcp(node.0.clone(), node.1);
+        let conn = self
+            .dialer
+            .multiplexed(&addr, self.timeout)
             .await
             .map_err(|e| e.to_string())?;
         // Two callers may have connected at once: the first one's is kept.

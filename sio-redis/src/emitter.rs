@@ -12,7 +12,7 @@ use crate::classic::Channels;
 use crate::config::RedisConfig;
 use crate::error::Error;
 use crate::message::{Broadcast, Envelope, Request};
-use crate::target::{Connections, POOL_SIZE, Target};
+use crate::target::{Connections, Target};
 
 /// The uid every server knows the emitter by.
 const EMITTER_UID: &str = "emitter";
@@ -56,10 +56,25 @@ impl Emitter {
         Self::new(RedisConfig::new(url))
     }
 
-    /// An emitter with the given configuration (the key prefix must be the servers').
+    /// An emitter with the given configuration (the key prefix must be the servers'; TLS,
+    /// credentials, database and pool size as for the adapter). Connects on first use; fails
+    /// on a bad configuration, and with [`Error::NoRuntime`] outside a Tokio runtime.
+    ///
+    /// ```no_run
+    /// use sio_redis::{Emitter, RedisConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sio_redis::Error> {
+    /// let config = RedisConfig::new("rediss://redis.example.com:6380").password("secret");
+    /// let emitter = Emitter::new(config)?;
+    /// emitter.emit("news", &"hello").await?;
+    /// # Ok(()) }
+    /// ```
     pub fn new(config: RedisConfig) -> Result<Self, Error> {
+        let target = Target::new(&config)?;
+        // bb8 spawns its reaper into the current runtime.
+        tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         Ok(Emitter {
-            pool: Connections::pool(Target::parse(&config.url)?, config.timeout, POOL_SIZE),
+            pool: Connections::pool(target, config.timeout, config.pool_size),
             channels: Channels::new(config.key),
             ns: "/".into(),
             opts: BroadcastOptions::default(),

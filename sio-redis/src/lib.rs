@@ -38,6 +38,23 @@
 //! * Requests that expect answers (`fetch_sockets`, broadcasts with acks, `server_side_emit`
 //!   with acks) wait for `PUBSUB NUMSUB` nodes and return what arrived when the timeout passes,
 //!   where Node's adapter fails the whole call.
+//!
+//! A managed Redis (TLS, an ACL user) is a `rediss://` URL and options of [`RedisConfig`];
+//! [`RedisAdapter::connect`] connects once before it returns, so a wrong certificate or
+//! password is an [`Error`] at start-up rather than warnings and retries:
+//!
+//! ```no_run
+//! use sio_redis::{RedisAdapter, RedisConfig, TlsConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sio_redis::Error> {
+//! let config = RedisConfig::new("rediss://redis.internal:6380")
+//!     .username("sio")
+//!     .password(std::env::var("REDIS_PASSWORD").unwrap_or_default())
+//!     // Your own CA, trusted besides the system's (a public one needs nothing).
+//!     .tls(TlsConfig::new().ca_file("/etc/sio/redis-ca.pem"));
+//! let adapter = RedisAdapter::connect(config).await?;
+//! # let _ = adapter; Ok(()) }
+//! ```
 #![cfg_attr(
     not(test),
     warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
@@ -47,6 +64,7 @@ mod adapter;
 mod classic;
 mod cluster;
 mod config;
+mod dial;
 mod emitter;
 mod error;
 mod handover;
@@ -61,10 +79,13 @@ mod stream_log;
 mod streams;
 mod subscriber;
 mod target;
+mod tls;
+mod url;
 mod wire;
 
 pub use adapter::{RedisAdapter, RedisStats};
 pub use config::RedisConfig;
 pub use emitter::Emitter;
 pub use error::Error;
+pub use tls::TlsConfig;
 pub use wire::WireError;

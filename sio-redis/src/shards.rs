@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bb8_redis::bb8::Pool;
-use redis::RedisConnectionInfo;
 use sio_core::AdapterError;
 use tokio::sync::{mpsc, watch};
 
@@ -17,11 +16,12 @@ use crate::cluster::{ClusterNodes, Node};
 use crate::resp::Published;
 use crate::slots::SlotMap;
 use crate::subscriber::{self, Subscriber, Subscription};
-use crate::target::{Connections, Target, node_info};
+use crate::target::{Connections, Target};
 
 /// The shard subscribers and the slot map of one adapter.
 pub(crate) struct Shards {
-    settings: RedisConnectionInfo,
+    /// The cluster: each shard subscriber connects to one of its nodes.
+    target: Target,
     pool: Pool<Connections>,
     /// Publishing connections to the masters.
     nodes: Arc<ClusterNodes>,
@@ -40,13 +40,13 @@ struct State {
 
 impl Shards {
     pub(crate) fn start(
-        settings: RedisConnectionInfo,
+        target: Target,
         pool: Pool<Connections>,
         nodes: Arc<ClusterNodes>,
         messages: mpsc::UnboundedSender<Published>,
     ) -> Arc<Self> {
         let shards = Arc::new(Shards {
-            settings,
+            target,
             pool,
             nodes,
             messages,
@@ -139,13 +139,7 @@ impl Shards {
             .subscribers
             .entry(node)
             .or_insert_with_key(|(host, port)| {
-                let target = node_info(host, *port, &self.settings)
-                    .map(Target::Direct)
-                    .unwrap_or_else(|_| Target::Cluster {
-                        seeds: vec![(host.clone(), *port)],
-                        settings: self.settings.clone(),
-                    });
-                subscriber::start(target, self.messages.clone())
+                subscriber::start(self.target.node(host, *port), self.messages.clone())
             })
     }
 

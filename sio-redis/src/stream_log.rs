@@ -130,16 +130,12 @@ impl Run {
         }
     }
 
-    async fn connect(&self) -> Result<redis::aio::MultiplexedConnection, String> {
-        let info = self.target.resolve().await?;
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(BLOCK + Duration::from_secs(2)));
-        redis::Client::open(info)
-            .map_err(|e| e.to_string())?
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| e.to_string())
+    async fn connect(&self) -> Result<redis::aio::MultiplexedConnection, crate::Error> {
+        let (connection, _) = self
+            .target
+            .multiplexed(BLOCK + Duration::from_secs(2))
+            .await?;
+        Ok(connection)
     }
 
     /// Reads until the connection fails; the error.

@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use redis::{ConnectionAddr, ConnectionInfo};
 
+use crate::dial::Stream;
 use crate::resp::{self, Frame, Published};
 use crate::target::Target;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use crate::url::Addr;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{mpsc, oneshot};
 
 /// A subscription, by its command.
@@ -119,16 +120,12 @@ async fn run(
     let mut delay = Duration::from_millis(50);
     loop {
         // A Sentinel target may name another master after a failover.
-        let connected = match target.resolve().await {
-            Ok(info) => connect(&info).await.map(|stream| (stream, info)),
-            Err(err) => Err(err),
-        };
-        match connected {
-            Ok((stream, info)) => {
+        match target.open().await {
+            Ok((stream, addr)) => {
                 delay = Duration::from_millis(50);
                 let at = Connected {
                     target: &target,
-                    info: &info,
+                    addr: &addr,
                 };
                 let ended = serve(
                     stream,
@@ -192,57 +189,11 @@ enum Ended {
     Failed(String),
 }
 
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
-async fn connect(info: &ConnectionInfo) -> Result<Box<dyn Stream>, String> {
-    let timeout = Duration::from_secs(1);
-    let mut stream: Box<dyn Stream> = match info.addr() {
-        ConnectionAddr::Tcp(host, port) => {
-            let tcp = tokio::time::timeout(
-                timeout,
-                tokio::net::TcpStream::connect((host.as_str(), *port)),
-            )
-            .await
-            .map_err(|_| "connect timed out".to_owned())?
-            .map_err(|e| e.to_string())?;
-            let _ = tcp.set_nodelay(true);
-            Box::new(tcp)
-        }
-        ConnectionAddr::Unix(path) => Box::new(
-            tokio::net::UnixStream::connect(path)
-                .await
-                .map_err(|e| e.to_string())?,
-        ),
-        _ => return Err("TLS connections are not supported".into()),
-    };
-    let settings = info.redis_settings();
-    if let Some(password) = settings.password() {
-        let mut auth = redis::cmd("AUTH");
-        if let Some(user) = settings.username() {
-            auth.arg(user);
-        }
-        auth.arg(password);
-        stream
-            .write_all(&auth.get_packed_command())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut buf = BytesMut::new();
-        match read_frame(&mut stream, &mut buf).await? {
-            Frame::Simple(_) => {}
-            other => return Err(format!("AUTH refused: {other:?}")),
-        }
-    }
-    Ok(stream)
-}
-
-/// Subscribes to everything on a fresh connection, then forwards messages and takes new
-/// subscriptions until the connection fails or the handle is dropped.
 /// Where the connection went, so that it can tell when a Sentinel names another master.
 #[derive(Clone, Copy)]
 struct Connected<'a> {
     target: &'a Target,
-    info: &'a ConnectionInfo,
+    addr: &'a Addr,
 }
 
 impl Connected<'_> {
@@ -252,12 +203,14 @@ impl Connected<'_> {
             return false;
         }
         match self.target.resolve().await {
-            Ok(now) => now.addr() != self.info.addr(),
+            Ok(now) => now != *self.addr,
             Err(_) => false,
         }
     }
 }
 
+/// Subscribes to everything on a fresh connection, then forwards messages and takes new
+/// subscriptions until the connection fails or the handle is dropped.
 async fn serve(
     mut stream: Box<dyn Stream>,
     at: Connected<'_>,
@@ -366,22 +319,6 @@ async fn serve(
                     return Ended::Failed("the master moved".into());
                 }
             }
-        }
-    }
-}
-
-async fn read_frame(stream: &mut Box<dyn Stream>, buf: &mut BytesMut) -> Result<Frame, String> {
-    loop {
-        if let Some((frame, used)) = resp::parse(buf).map_err(|e| e.to_string())? {
-            let _ = buf.split_to(used);
-            return Ok(frame);
-        }
-        let n = tokio::time::timeout(Duration::from_secs(2), stream.read_buf(buf))
-            .await
-            .map_err(|_| "Redis did not answer".to_owned())?
-            .map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("connection closed by Redis".into());
         }
     }
 }

@@ -1,216 +1,201 @@
-//! Where the Redis server is: a fixed address, or the master that Redis Sentinel names (asked
-//! again on every new connection, so a failover is followed), and the bb8 connection manager
-//! that connects there.
+//! Where the Redis server is: a fixed address, the master that Redis Sentinel names (asked
+//! again on every new connection, so a failover is followed), or a node of a Redis Cluster;
+//! and the bb8 connection manager that connects there.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bb8_redis::bb8::{ManageConnection, Pool};
-use redis::AsyncConnectionConfig;
+use bytes::BytesMut;
+use redis::RedisError;
 use redis::aio::MultiplexedConnection;
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo, RedisError};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 
+use crate::config::{Mode, RedisConfig};
+use crate::dial::{self, Dialer, Login, Stream};
 use crate::error::Error;
-use crate::resp::{self, Frame};
+use crate::resp::Frame;
+use crate::url::{Addr, RedisUrl, Servers, redact};
 
-/// The URL scheme of a Sentinel deployment:
-/// `redis+sentinel://[user:password@]host:port[,host:port...]/master-name[/db]`.
-const SENTINEL_SCHEME: &str = "redis+sentinel://";
-
-/// The URL scheme of a Redis Cluster, by some of its nodes:
-/// `redis+cluster://[user:password@]host:port[,host:port...]`.
-const CLUSTER_SCHEME: &str = "redis+cluster://";
-
-/// Connections of an adapter's (or emitter's) pool, for publishing, forwarding and requests:
-/// bb8's default.
-pub(crate) const POOL_SIZE: u32 = 10;
-
-/// How to reach the Redis server.
-#[derive(Debug, Clone)]
-pub(crate) enum Target {
-    Direct(ConnectionInfo),
-    Sentinel {
-        sentinels: Vec<(String, u16)>,
-        master: String,
-        /// Credentials and database of the master.
-        settings: RedisConnectionInfo,
-    },
-    /// A Redis Cluster: classic pub/sub reaches every node of it, so any node will do.
-    Cluster {
-        seeds: Vec<(String, u16)>,
-        settings: RedisConnectionInfo,
-    },
+/// How to reach the Redis deployment, and how to log in there.
+#[derive(Clone)]
+pub(crate) struct Target {
+    servers: Servers,
+    /// Connections to the data nodes (the master, the cluster's nodes).
+    dialer: Dialer,
+    /// Connections to the sentinels: the same TLS, their own login.
+    sentinels: Dialer,
 }
 
 impl Target {
-    pub(crate) fn parse(url: &str) -> Result<Self, Error> {
-        if let Some(rest) = url.strip_prefix(CLUSTER_SCHEME) {
-            let (auth, hosts) = split_auth(rest);
-            return Ok(Target::Cluster {
-                seeds: host_list(hosts.trim_end_matches('/'), 6379)?,
-                settings: settings(auth, None)?,
-            });
-        }
-        let Some(rest) = url.strip_prefix(SENTINEL_SCHEME) else {
-            return Ok(Target::Direct(
-                url.into_connection_info().map_err(Error::Url)?,
-            ));
+    /// The target of `config`: its URL, with the options that override the URL's credentials
+    /// and database, and its TLS settings (files read now).
+    pub(crate) fn new(config: &RedisConfig) -> Result<Self, Error> {
+        let url = RedisUrl::parse(&config.url)?;
+        let tls = match (url.tls, &config.tls) {
+            (true, tls) => Some(tls.clone().unwrap_or_default().connector()?),
+            (false, Some(_)) => {
+                return Err(Error::Url {
+                    url: redact(&config.url),
+                    part: "scheme",
+                    reason: "TLS settings were given (RedisConfig::tls) but the URL does not \
+                             ask for TLS: use rediss://"
+                        .into(),
+                });
+            }
+            (false, None) => None,
         };
-        let (auth, rest) = split_auth(rest);
-        let (hosts, path) = rest.split_once('/').ok_or(invalid("no master name"))?;
-        let (master, db) = match path.split_once('/') {
-            Some((master, db)) => (master, Some(db)),
-            None => (path, None),
+        let login = Login {
+            username: config.username.clone().or(url.username),
+            password: config.password.clone().or(url.password),
+            db: config.database.or(url.db).unwrap_or(0),
+            password_option: "put it in the URL or use RedisConfig::password",
         };
-        if master.is_empty() {
-            return Err(invalid("no master name"));
+        let sentinel_login = Login {
+            username: config.sentinel_username.clone(),
+            password: config.sentinel_password.clone(),
+            db: 0,
+            password_option: "the sentinels' is RedisConfig::sentinel_password",
+        };
+        for login in [&login, &sentinel_login] {
+            if login.username.is_some() && login.password.is_none() {
+                return Err(Error::Unsupported(
+                    "a user name without a password (Redis's AUTH needs both)",
+                ));
+            }
         }
-        Ok(Target::Sentinel {
-            sentinels: host_list(hosts, 26379)?,
-            master: master.to_owned(),
-            settings: settings(auth, db)?,
+        match &url.servers {
+            Servers::Cluster { .. } if login.db != 0 => {
+                return Err(Error::Unsupported(
+                    "a database other than 0 on Redis Cluster",
+                ));
+            }
+            Servers::Cluster { .. } if config.mode == Mode::Streams => {
+                return Err(Error::Unsupported(
+                    "the streams protocol on Redis Cluster (one stream lives on one shard)",
+                ));
+            }
+            Servers::Sentinel { .. } => {}
+            _ if sentinel_login.password.is_some() => {
+                return Err(Error::Unsupported(
+                    "sentinel credentials without a redis+sentinel:// URL",
+                ));
+            }
+            _ => {}
+        }
+        let dialer = Dialer::new(tls, config.connect_timeout, login);
+        Ok(Target {
+            servers: url.servers,
+            sentinels: dialer.with_login(sentinel_login),
+            dialer,
         })
+    }
+
+    /// The node at `host:port` of this deployment, with its login and TLS.
+    pub(crate) fn node(&self, host: &str, port: u16) -> Target {
+        Target {
+            servers: Servers::One(Addr::Tcp(host.to_owned(), port)),
+            ..self.clone()
+        }
+    }
+
+    /// How to connect to the nodes of this deployment.
+    pub(crate) fn dialer(&self) -> &Dialer {
+        &self.dialer
     }
 
     /// Whether this target may move (a Sentinel-managed master), so that a connection must
     /// check now and then that it still points to the master.
     pub(crate) fn moves(&self) -> bool {
-        matches!(self, Target::Sentinel { .. })
+        matches!(self.servers, Servers::Sentinel { .. })
+    }
+
+    /// Whether this is a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.servers, Servers::Cluster { .. })
     }
 
     /// The server to connect to now.
-    pub(crate) async fn resolve(&self) -> Result<ConnectionInfo, String> {
-        let (sentinels, master, settings) = match self {
-            Target::Direct(info) => return Ok(info.clone()),
-            Target::Cluster { seeds, settings } => return first_reachable(seeds, settings).await,
-            Target::Sentinel {
-                sentinels,
-                master,
-                settings,
-            } => (sentinels, master, settings),
-        };
-        let mut last = String::from("no sentinel");
-        for (host, port) in sentinels {
-            match ask_sentinel(host, *port, master).await {
-                Ok((master_host, master_port)) => {
-                    return node_info(&master_host, master_port, settings);
+    pub(crate) async fn resolve(&self) -> Result<Addr, Error> {
+        match &self.servers {
+            Servers::One(addr) => Ok(addr.clone()),
+            Servers::Cluster { seeds } => first_reachable(seeds, self.dialer.timeout()).await,
+            Servers::Sentinel { sentinels, master } => {
+                let mut failures = Vec::new();
+                for (host, port) in sentinels {
+                    let sentinel = Addr::Tcp(host.clone(), *port);
+                    match ask_sentinel(&self.sentinels, &sentinel, master).await {
+                        Ok((host, port)) => return Ok(Addr::Tcp(host, port)),
+                        Err(err) => failures.push(format!("sentinel {sentinel}: {err}")),
+                    }
                 }
-                Err(err) => last = format!("sentinel {host}:{port}: {err}"),
+                Err(Error::Sentinel {
+                    master: master.clone(),
+                    reason: failures.join("; "),
+                })
             }
         }
-        Err(last)
+    }
+
+    /// A logged-in connection to the server the target names now, and its address.
+    pub(crate) async fn open(&self) -> Result<(Box<dyn Stream>, Addr), Error> {
+        let addr = self.resolve().await?;
+        Ok((self.dialer.open(&addr).await?, addr))
+    }
+
+    /// A multiplexed connection to the server the target names now, and its address.
+    pub(crate) async fn multiplexed(
+        &self,
+        response_timeout: Duration,
+    ) -> Result<(MultiplexedConnection, Addr), Error> {
+        let addr = self.resolve().await?;
+        let connection = self.dialer.multiplexed(&addr, response_timeout).await?;
+        Ok((connection, addr))
     }
 }
 
-fn invalid(why: &'static str) -> Error {
-    Error::Url(RedisError::from((
-        redis::ErrorKind::InvalidClientConfig,
-        why,
-    )))
-}
-
-/// `user:password@rest` into the credentials and the rest.
-fn split_auth(rest: &str) -> (Option<&str>, &str) {
-    match rest.rsplit_once('@') {
-        Some((auth, rest)) => (Some(auth), rest),
-        None => (None, rest),
-    }
-}
-
-/// `host:port,host:port` (a missing port is `default_port`).
-fn host_list(hosts: &str, default_port: u16) -> Result<Vec<(String, u16)>, Error> {
-    hosts
-        .split(',')
-        .filter(|h| !h.is_empty())
-        .map(|host| match host.rsplit_once(':') {
-            Some((name, port)) => Ok((
-                name.to_owned(),
-                port.parse().map_err(|_| invalid("bad port"))?,
-            )),
-            None => Ok((host.to_owned(), default_port)),
-        })
-        .collect::<Result<Vec<_>, Error>>()
-        .and_then(|hosts| {
-            if hosts.is_empty() {
-                Err(invalid("no host"))
-            } else {
-                Ok(hosts)
-            }
-        })
-}
-
-/// Credentials and database, read the way a `redis://` URL gives them.
-fn settings(auth: Option<&str>, db: Option<&str>) -> Result<RedisConnectionInfo, Error> {
-    let auth = auth.map(|a| format!("{a}@")).unwrap_or_default();
-    let db = db.map(|d| format!("/{d}")).unwrap_or_default();
-    Ok(format!("redis://{auth}localhost{db}")
-        .into_connection_info()
-        .map_err(Error::Url)?
-        .redis_settings()
-        .clone())
-}
-
-/// The first of `hosts` that accepts a connection.
-async fn first_reachable(
-    hosts: &[(String, u16)],
-    settings: &RedisConnectionInfo,
-) -> Result<ConnectionInfo, String> {
-    let mut last = String::from("no host");
+/// The first of `hosts` that accepts a TCP connection.
+async fn first_reachable(hosts: &[(String, u16)], timeout: Duration) -> Result<Addr, Error> {
+    let mut failures = Vec::new();
     for (host, port) in hosts {
         let connect = tokio::net::TcpStream::connect((host.as_str(), *port));
-        match tokio::time::timeout(Duration::from_secs(1), connect).await {
-            Ok(Ok(_)) => return node_info(host, *port, settings),
-            Ok(Err(err)) => last = format!("{host}:{port}: {err}"),
-            Err(_) => last = format!("{host}:{port}: timed out"),
+        let addr = Addr::Tcp(host.clone(), *port);
+        match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(_)) => return Ok(addr),
+            Ok(Err(err)) => failures.push(format!("{addr}: {err}")),
+            Err(_) => failures.push(format!("{addr}: timed out")),
         }
     }
-    Err(last)
-}
-
-/// The connection info of one node, with the target's credentials.
-pub(crate) fn node_info(
-    host: &str,
-    port: u16,
-    settings: &RedisConnectionInfo,
-) -> Result<ConnectionInfo, String> {
-    Ok(format!("redis://{host}:{port}")
-        .into_connection_info()
-        .map_err(|e| e.to_string())?
-        .set_redis_settings(settings.clone()))
+    Err(Error::Unreachable {
+        addr: "any node of the cluster".into(),
+        reason: failures.join("; "),
+    })
 }
 
 /// `SENTINEL get-master-addr-by-name`, over a short-lived connection.
-async fn ask_sentinel(host: &str, port: u16, master: &str) -> Result<(String, u16), String> {
-    let timeout = Duration::from_secs(1);
-    let ask = async {
-        let mut stream = tokio::net::TcpStream::connect((host, port))
-            .await
-            .map_err(|e| e.to_string())?;
-        let command = redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg(master)
-            .get_packed_command();
-        stream
-            .write_all(&command)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut buf = Vec::new();
-        loop {
-            if let Some((frame, _)) = resp::parse(&buf).map_err(|e| e.to_string())? {
-                return master_address(frame);
-            }
-            let mut chunk = [0u8; 512];
-            let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err("sentinel closed the connection".to_owned());
-            }
-            buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-        }
+async fn ask_sentinel(
+    dialer: &Dialer,
+    sentinel: &Addr,
+    master: &str,
+) -> Result<(String, u16), Error> {
+    let protocol = |reason: String| Error::Protocol {
+        addr: sentinel.to_string(),
+        reason,
     };
-    tokio::time::timeout(timeout, ask)
+    let mut stream = dialer.open(sentinel).await?;
+    let command = redis::cmd("SENTINEL")
+        .arg("get-master-addr-by-name")
+        .arg(master)
+        .get_packed_command();
+    let ask = async {
+        stream.write_all(&command).await?;
+        dial::read_frame(&mut stream, &mut BytesMut::new()).await
+    };
+    let frame = tokio::time::timeout(dialer.timeout(), ask)
         .await
-        .map_err(|_| "sentinel did not answer".to_owned())?
+        .map_err(|_| protocol("no answer".into()))?
+        .map_err(|err| protocol(err.to_string()))?;
+    master_address(frame).map_err(protocol)
 }
 
 /// `[host, port]`, or why not.
@@ -235,19 +220,25 @@ fn master_address(frame: Frame) -> Result<(String, u16), String> {
 }
 
 /// bb8's connection manager: multiplexed connections to wherever the [`Target`] points now.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Connections {
     target: Target,
     /// How long a command waits for Redis's answer (`RedisConfig::timeout`).
     timeout: Duration,
     /// The master Sentinel named last, and when: asked again at most once a second.
-    master: Arc<Mutex<Option<(Instant, ConnectionAddr)>>>,
+    master: Arc<Mutex<Option<(Instant, Addr)>>>,
+}
+
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connections").finish_non_exhaustive()
+    }
 }
 
 /// A pooled connection and the server it goes to.
 pub(crate) struct Conn {
     pub(crate) inner: MultiplexedConnection,
-    addr: ConnectionAddr,
+    addr: Addr,
 }
 
 impl Connections {
@@ -265,14 +256,14 @@ impl Connections {
     }
 
     /// The server the target names now (cached for a second).
-    async fn current(&self) -> Option<ConnectionAddr> {
+    async fn current(&self) -> Option<Addr> {
         let fresh = |at: &Instant| at.elapsed() < Duration::from_secs(1);
         if let Some((at, addr)) = lock(&self.master).as_ref()
             && fresh(at)
         {
             return Some(addr.clone());
         }
-        let addr = self.target.resolve().await.ok()?.addr().clone();
+        let addr = self.target.resolve().await.ok()?;
         *lock(&self.master) = Some((Instant::now(), addr.clone()));
         Some(addr)
     }
@@ -283,16 +274,13 @@ impl ManageConnection for Connections {
     type Error = RedisError;
 
     async fn connect(&self) -> Result<Self::Connection, Self::Error> {
-        let info =
-            self.target.resolve().await.map_err(|why| {
-                RedisError::from((redis::ErrorKind::Io, "cannot resolve Redis", why))
-            })?;
-        let addr = info.addr().clone();
-        // redis-rs answers "timed out" after 500 ms by default: too soon for a loaded server.
-        let config = AsyncConnectionConfig::new().set_response_timeout(Some(self.timeout));
-        let inner = redis::Client::open(info)?
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        let (inner, addr) = self.target.multiplexed(self.timeout).await.map_err(|err| {
+            let kind = match err {
+                Error::Auth { .. } => redis::ErrorKind::AuthenticationFailed,
+                _ => redis::ErrorKind::Io,
+            };
+            RedisError::from((kind, "cannot connect to Redis", err.to_string()))
+        })?;
         Ok(Conn { inner, addr })
     }
 
@@ -326,36 +314,28 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    fn target(config: RedisConfig) -> Result<Target, Error> {
+        Target::new(&config)
+    }
+
     #[test]
-    fn sentinel_urls() {
-        let Target::Sentinel {
-            sentinels,
-            master,
-            settings,
-        } = Target::parse("redis+sentinel://:pw@a:26379,b:26380/mymaster/2").unwrap()
-        else {
-            panic!("not a sentinel target");
+    fn options_and_urls_agree() {
+        assert!(target(RedisConfig::new("redis+sentinel://:pw@a,b/m/2")).is_ok_and(|t| t.moves()));
+        assert!(target(RedisConfig::new("redis+cluster://a:7000,b")).is_ok_and(|t| t.is_cluster()));
+        let refused = |config: RedisConfig| match target(config) {
+            Err(err) => err.to_string(),
+            Ok(_) => panic!("accepted"),
         };
-        assert_eq!(sentinels, vec![("a".into(), 26379), ("b".into(), 26380)]);
-        assert_eq!(master, "mymaster");
-        assert_eq!(settings.password(), Some("pw"));
-        assert_eq!(settings.db(), 2);
-        assert!(matches!(
-            Target::parse("redis://127.0.0.1:6379").unwrap(),
-            Target::Direct(_)
-        ));
-        assert!(Target::parse("redis+sentinel://a:1/").is_err());
-        let Target::Cluster { seeds, settings } =
-            Target::parse("redis+cluster://u:pw@a:7000,b").unwrap()
-        else {
-            panic!("not a cluster target");
-        };
-        assert_eq!(seeds, vec![("a".into(), 7000), ("b".into(), 6379)]);
-        assert_eq!(
-            (settings.username(), settings.password()),
-            (Some("u"), Some("pw"))
+        let tls_on_plain = refused(
+            RedisConfig::new("redis://u:secret@h").tls(crate::TlsConfig::new().ca_pem("x")),
         );
-        assert!(Target::parse("redis+sentinel://a:x/m").is_err());
+        assert!(tls_on_plain.contains("rediss://"), "{tls_on_plain}");
+        assert!(!tls_on_plain.contains("secret"), "{tls_on_plain}");
+        assert!(refused(RedisConfig::new("redis://h").username("u")).contains("password"));
+        assert!(
+            refused(RedisConfig::new("redis+cluster://h").database(1)).contains("Redis Cluster")
+        );
+        assert!(refused(RedisConfig::new("redis://h").sentinel_password("x")).contains("sentinel"));
     }
 
     #[test]

@@ -13,16 +13,17 @@
 //!
 //! `PORT` (default 3000) picks the port on 127.0.0.1. `REDIS_URL` (set and non-empty): a cluster
 //! node on sio-redis's adapter, so that `broadcast` and `room` reach the sockets of every node on
-//! that Redis; unset: one node, in memory. Library defaults otherwise (ping 25 s / 20 s, max
-//! payload 1 MB). Nothing is logged per message. On SIGTERM every client is told to
-//! reconnect, in-flight requests finish (at most 5 s), and the process exits.
+//! that Redis (`rediss://` for TLS, with `REDIS_CA` a PEM file of the server's CA, trusted
+//! besides the system's roots); unset: one node, in memory. Library defaults otherwise (ping
+//! 25 s / 20 s, max payload 1 MB). Nothing is logged per message. On SIGTERM every client is
+//! told to reconnect, in-flight requests finish (at most 5 s), and the process exits.
 
 use actix_web::{App, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sio_core::server::Server;
 use sio_core::{AckSender, Args, Auth, Bin, ConnectError, Data, Namespace, SocketIo, SocketRef};
-use sio_redis::RedisAdapter;
+use sio_redis::{RedisAdapter, RedisConfig, TlsConfig};
 
 /// How long a cluster node waits for its Redis subscriptions before giving up on starting.
 const REDIS_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -110,7 +111,14 @@ async fn main() -> std::io::Result<()> {
     {
         Some(url) => {
             // The adapter spawns its connections on the runtime, so it is made here, inside it.
-            let adapter = RedisAdapter::from_url(&url).map_err(std::io::Error::other)?;
+            let mut config = RedisConfig::new(&url);
+            if let Ok(ca) = std::env::var("REDIS_CA")
+                && !ca.is_empty()
+                && url.starts_with("rediss")
+            {
+                config = config.tls(TlsConfig::new().ca_file(ca));
+            }
+            let adapter = RedisAdapter::new(config).map_err(std::io::Error::other)?;
             builder = builder.adapter(adapter.clone());
             Some(adapter)
         }

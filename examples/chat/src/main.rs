@@ -10,7 +10,10 @@
 //!
 //! Environment: `PORT` (3000), `HOST` (127.0.0.1), `NODE_NAME` (`chat-<PORT>`, shown in the
 //! page), `REDIS_URL` (unset: one node, in memory; set: a cluster node on the Redis adapter,
-//! wire-compatible with Node's `@socket.io/redis-adapter`), `ADAPTER` (with `REDIS_URL`:
+//! wire-compatible with Node's `@socket.io/redis-adapter`; `rediss://` for TLS), `REDIS_CA` (a
+//! PEM file: the CA of a `rediss://` server, trusted besides the system's roots),
+//! `REDIS_USERNAME` and `REDIS_PASSWORD` (the Redis user and password, instead of the URL's:
+//! from a Secret, nothing to percent-encode), `ADAPTER` (with `REDIS_URL`:
 //! `classic`, the default; `sharded`, Node's `createShardedAdapter`; `streams`, Node's
 //! `@socket.io/redis-streams-adapter`, where missed broadcasts are replayed from the Redis stream
 //! by any node, even one started after them), `FORWARDING` (`off` turns
@@ -32,7 +35,7 @@ use actix_web::{App, HttpResponse, web};
 use serde_json::json;
 use sio_core::server::Server;
 use sio_core::{RecoveryConfig, SocketIo};
-use sio_redis::{RedisAdapter, RedisConfig};
+use sio_redis::{RedisAdapter, RedisConfig, TlsConfig};
 
 use crate::chat::NodeName;
 use crate::room_list::RoomList;
@@ -69,7 +72,16 @@ async fn main() -> std::io::Result<()> {
     // The adapter spawns its connections on the runtime, so it is made here, inside it.
     let redis = match env("REDIS_URL") {
         Some(url) => {
-            let config = RedisConfig::new(&url);
+            let mut config = RedisConfig::new(&url);
+            if let Some(ca) = env("REDIS_CA").filter(|_| url.starts_with("rediss")) {
+                config = config.tls(TlsConfig::new().ca_file(ca));
+            }
+            if let Some(user) = env("REDIS_USERNAME") {
+                config = config.username(user);
+            }
+            if let Some(password) = env("REDIS_PASSWORD") {
+                config = config.password(password);
+            }
             let config = match env("ADAPTER").as_deref() {
                 None | Some("classic") => config,
                 Some("sharded") => config.sharded(),

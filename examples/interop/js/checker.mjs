@@ -3,6 +3,8 @@
 // Usage: node checker.mjs --a http://127.0.0.1:PA --b http://127.0.0.1:PB --redis redis://...
 //        [--adapter classic|sharded|streams] [--rust-emitter PATH] [--only NAME]
 // Prints one line per scenario and `N passed, M failed`; exits 1 if any failed.
+import { readFileSync } from "node:fs";
+import { rootCertificates } from "node:tls";
 import { io as connect } from "socket.io-client";
 import { Emitter } from "@socket.io/redis-emitter";
 import { createClient } from "redis";
@@ -13,6 +15,11 @@ const arg = (name) => {
 };
 const URLS = { A: arg("a"), B: arg("b") };
 const REDIS_URL = arg("redis");
+// A rediss:// Redis whose CA is in REDIS_CA (as the nodes': trusted besides Node's roots). The
+// Rust emitter reads REDIS_CA itself.
+const REDIS_TLS = process.env.REDIS_CA
+  ? { ca: [...rootCertificates, readFileSync(process.env.REDIS_CA, "utf8")] }
+  : {};
 const ONLY = arg("only");
 // Emitters speak the classic protocol only: they cannot reach a sharded or streams cluster.
 const NO_EMITTER = (arg("adapter") ?? "classic") !== "classic";
@@ -268,7 +275,7 @@ const scenarios = {
   },
   async "emitter"() {
     if (NO_EMITTER) return;
-    const redis = createClient({ url: REDIS_URL });
+    const redis = createClient({ url: REDIS_URL, socket: { ...REDIS_TLS } });
     await redis.connect();
     try {
       const emitter = new Emitter(redis);

@@ -1,9 +1,13 @@
 // The Node reference node of the mixed-cluster tests: socket.io 4.8 + @socket.io/redis-adapter
 // 8.3 (`createAdapter`, or `createShardedAdapter` with ADAPTER=sharded) or
 // @socket.io/redis-streams-adapter 0.3 (ADAPTER=streams), implementing the same contract as
-// `interop-server` (docs: ../README.md). Environment: PORT, REDIS_URL, ADAPTER, NODE_NAME, KEY,
-// REQUESTS_TIMEOUT, CSR (1: connectionStateRecovery with a 60 s maxDisconnectionDuration).
+// `interop-server` (docs: ../README.md). Environment: PORT, REDIS_URL (may be rediss://, and
+// rediss+cluster://), REDIS_CA (a PEM file: the CA of a rediss:// server, trusted besides Node's
+// roots), ADAPTER, NODE_NAME, KEY, REQUESTS_TIMEOUT, CSR (1: connectionStateRecovery with a 60 s
+// maxDisconnectionDuration).
+import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
+import { rootCertificates } from "node:tls";
 import { Server } from "socket.io";
 import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
 import { createAdapter as createStreamsAdapter } from "@socket.io/redis-streams-adapter";
@@ -18,15 +22,28 @@ const ADAPTER = process.env.ADAPTER ?? "classic";
 const CSR = process.env.CSR === "1";
 const BIN = Buffer.from([0, 1, 2, 3, 0xfd, 0xfe, 0xff]);
 
-// `redis+cluster://host:port,host:port` (sio's URL for a Redis Cluster) means a cluster client.
-const cluster = REDIS_URL.startsWith("redis+cluster://");
+// node-redis's `ca` replaces Node's roots: both are given, as sio trusts REDIS_CA besides the
+// system's. node-redis turns TLS on for rediss:// and ignores this otherwise.
+const tls = process.env.REDIS_CA
+  ? { ca: [...rootCertificates, readFileSync(process.env.REDIS_CA, "utf8")] }
+  : {};
+// `redis[s]+cluster://[user:password@]host:port,host:port` (sio's URL for a Redis Cluster)
+// means a cluster client.
+const cluster = REDIS_URL.match(/^(rediss?)\+cluster:\/\/(?:(.*)@)?(.*)$/);
+const credentials = (userinfo) => {
+  if (!userinfo) return {};
+  const [username, password] = userinfo.split(":").map(decodeURIComponent);
+  return { ...(username ? { username } : {}), password };
+};
 const pub = cluster
   ? createCluster({
-      rootNodes: REDIS_URL.slice("redis+cluster://".length)
-        .split(",")
-        .map((host) => ({ url: `redis://${host}` })),
+      rootNodes: cluster[3].split(",").map((host) => ({ url: `${cluster[1]}://${host}` })),
+      defaults: {
+        ...credentials(cluster[2]),
+        socket: { ...tls, ...(cluster[1] === "rediss" ? { tls: true } : {}) },
+      },
     })
-  : createClient({ url: REDIS_URL });
+  : createClient({ url: REDIS_URL, socket: { ...tls } });
 const sub = pub.duplicate();
 await Promise.all([pub.connect(), sub.connect()]);
 

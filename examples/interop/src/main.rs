@@ -3,12 +3,15 @@
 //! operation (broadcast, broadcast with acks, fetch, join/leave/disconnect, server-side emit),
 //! on the Redis adapter.
 //!
-//! Environment: `PORT` (3001, on 127.0.0.1), `REDIS_URL` (`redis://127.0.0.1:6390`), `ADAPTER`
+//! Environment: `PORT` (3001, on 127.0.0.1), `REDIS_URL` (`redis://127.0.0.1:6390`; may be
+//! `rediss://user:password@host:port`, TLS with an ACL user), `REDIS_CA` (a PEM file with the
+//! CA of a `rediss://` server's certificate, trusted besides the system's roots), `ADAPTER`
 //! (`classic`, `sharded` or `streams`), `NODE_NAME` (`node-<PORT>`), `KEY` (`socket.io`),
 //! `REQUESTS_TIMEOUT` (ms, 3000), `CSR` (`1`: connection state recovery on, as Node's
 //! `connectionStateRecovery: {maxDisconnectionDuration: 60000}`: a 60 s window, middlewares
 //! skipped on recovery; the same with every adapter; anything else: off).
-//! Prints `READY {json}` once subscribed; exits on SIGTERM.
+//! Prints `READY {json}` once subscribed; exits on SIGTERM. Exits at once, saying why, when
+//! Redis cannot be used (unreachable, a certificate or a password refused).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -21,7 +24,7 @@ use sio_core::server::Server;
 use sio_core::{
     AckSender, BroadcastOperators, Data, Namespace, RecoveryConfig, SocketIo, SocketRef, State,
 };
-use sio_redis::{RedisAdapter, RedisConfig};
+use sio_redis::{RedisAdapter, RedisConfig, TlsConfig};
 
 /// The bytes of a binary payload (`binary: true`).
 const BIN: [u8; 7] = [0, 1, 2, 3, 0xfd, 0xfe, 0xff];
@@ -325,8 +328,16 @@ async fn main() -> std::io::Result<()> {
     let node_name = env("NODE_NAME", &format!("node-{port}"));
     let requests_timeout =
         Duration::from_millis(env("REQUESTS_TIMEOUT", "3000").parse().unwrap_or(3000));
-    let config =
-        RedisConfig::new(env("REDIS_URL", "redis://127.0.0.1:6390")).key(env("KEY", "socket.io"));
+    let redis_url = env("REDIS_URL", "redis://127.0.0.1:6390");
+    let mut config = RedisConfig::new(&redis_url).key(env("KEY", "socket.io"));
+    match std::env::var("REDIS_CA") {
+        Ok(ca) if !ca.is_empty() && redis_url.starts_with("rediss") => {
+            config = config.tls(TlsConfig::new().ca_file(ca));
+        }
+        // A CA means nothing without TLS (node-redis ignores it too).
+        Ok(ca) if !ca.is_empty() => eprintln!("REDIS_CA ignored: REDIS_URL is not rediss://"),
+        _ => {}
+    }
     let config = match adapter_kind.as_str() {
         "classic" => config,
         "sharded" => config.sharded(),
@@ -336,7 +347,13 @@ async fn main() -> std::io::Result<()> {
             std::process::exit(2);
         }
     };
-    let adapter = RedisAdapter::new(config).map_err(std::io::Error::other)?;
+    let adapter = match RedisAdapter::connect(config).await {
+        Ok(adapter) => adapter,
+        Err(err) => {
+            eprintln!("interop-server: {err}");
+            std::process::exit(1);
+        }
+    };
     let node = Node {
         name: node_name.clone(),
         io: Arc::default(),

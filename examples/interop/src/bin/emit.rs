@@ -6,11 +6,12 @@
 //! emit [--redis URL] [--nsp NS] [--to ROOM]... join ROOM
 //! emit [--redis URL] [--nsp NS] sse EVENT JSON
 //! ```
-//! `--binary` adds `bin` = bytes `00 01 02 03 fd fe ff` to the JSON object.
+//! `--binary` adds `bin` = bytes `00 01 02 03 fd fe ff` to the JSON object. A `rediss://` URL
+//! trusts the CA in the PEM file `REDIS_CA` besides the system's roots, as `interop-server`.
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use sio_redis::Emitter;
+use sio_redis::{Emitter, RedisConfig, TlsConfig};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -36,7 +37,14 @@ async fn run(args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
             _ => rest.push(arg),
         }
     }
-    let emitter = Emitter::from_url(&redis)?.of(&nsp).to(to).except(except);
+    let mut config = RedisConfig::new(&redis);
+    if let Ok(ca) = std::env::var("REDIS_CA")
+        && !ca.is_empty()
+        && redis.starts_with("rediss")
+    {
+        config = config.tls(TlsConfig::new().ca_file(ca));
+    }
+    let emitter = Emitter::new(config)?.of(&nsp).to(to).except(except);
     let parse = |json: Option<&String>| -> Result<Value, serde_json::Error> {
         json.map_or(Ok(Value::Null), |j| serde_json::from_str(j))
     };

@@ -25,15 +25,135 @@ pub(crate) fn js_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js")
 }
 
+/// The ACL user of [`Redis::start_tls`] (its `default` user is off, as on managed Redis).
+pub(crate) const TLS_USER: &str = "sio";
+/// Its password, percent-encoded in URLs.
+pub(crate) const TLS_PASSWORD: &str = "p@ss:w/rd";
+
+/// A CA made for one test, and a server certificate it signed for `127.0.0.1` and
+/// `localhost`, in a folder removed on drop.
+pub(crate) struct Certs {
+    dir: PathBuf,
+}
+
+impl Certs {
+    pub(crate) fn make() -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        };
+        let id = free_port();
+        let dir = std::env::temp_dir().join(format!("sio-interop-certs-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        // Names of their own: a CA of another test is another issuer.
+        ca.distinguished_name
+            .push(DnType::CommonName, format!("sio interop test CA {id}"));
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let ca_key = KeyPair::generate().unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.self_signed(&ca_key).unwrap().pem()).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let mut server =
+            CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+        server
+            .distinguished_name
+            .push(DnType::CommonName, "127.0.0.1");
+        let key = KeyPair::generate().unwrap();
+        let cert = server.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("server-key.pem"), key.serialize_pem()).unwrap();
+        Certs { dir }
+    }
+
+    /// The CA's PEM file (`REDIS_CA`).
+    pub(crate) fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+}
+
+impl Drop for Certs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A `redis-server` of the test's own, on a free port, keeping nothing on disk.
 pub(crate) struct Redis {
     child: Child,
     pub(crate) port: u16,
+    /// For a TLS server: the CA file, and that it has the ACL user.
+    tls: Option<PathBuf>,
+    /// Its working folder, removed on drop.
+    dir: PathBuf,
 }
 
 impl Redis {
     pub(crate) fn start() -> Self {
         Self::start_on(free_port())
+    }
+
+    /// A TLS-only server (no plain-text port) whose `default` user is off and whose user
+    /// [`TLS_USER`] may do everything, as managed Redis services run.
+    pub(crate) fn start_tls(certs: &Certs) -> Self {
+        Self::start_tls_with(certs, &[])
+    }
+
+    /// [`start_tls`](Self::start_tls) with more settings (`--cluster-enabled yes`, ...).
+    pub(crate) fn start_tls_with(certs: &Certs, extra: &[&str]) -> Self {
+        let port = free_port();
+        let user_rule = format!(">{TLS_PASSWORD}");
+        let tls_args = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &certs.path("server.pem"),
+            "--tls-key-file",
+            &certs.path("server-key.pem"),
+            "--tls-ca-cert-file",
+            &certs.path("ca.pem"),
+            "--tls-auth-clients",
+            "no",
+            "--user",
+            "default",
+            "off",
+            "--user",
+            TLS_USER,
+            "on",
+            &user_rule,
+            "~*",
+            "&*",
+            "+@all",
+        ];
+        let args: Vec<&str> = tls_args.iter().chain(extra).copied().collect();
+        let mut redis = Self::spawn(port, &args);
+        redis.tls = Some(certs.ca());
+        redis
+    }
+
+    /// The `rediss://` URL of a TLS server, with the ACL user's credentials.
+    pub(crate) fn tls_url(&self) -> String {
+        format!(
+            "rediss://{TLS_USER}:p%40ss%3Aw%2Frd@127.0.0.1:{}",
+            self.port
+        )
+    }
+
+    /// `redis-cli` on this server (TLS and login included).
+    pub(crate) fn cli(&self, args: &[&str]) -> String {
+        let Some(ca) = &self.tls else {
+            return redis_cli(self.port, args);
+        };
+        let ca = ca.display().to_string();
+        let mut all = vec!["--tls", "--cacert", &ca, "--user", TLS_USER];
+        all.extend(["--pass", TLS_PASSWORD, "--no-auth-warning"]);
+        all.extend(args);
+        redis_cli(self.port, &all)
     }
 
     /// A replica of the server on `master`, on a free port.
@@ -50,14 +170,25 @@ impl Redis {
     }
 
     fn spawn(port: u16, extra: &[&str]) -> Self {
+        // A replica writes its copy of the master to `dump.rdb` in its folder: one of its own,
+        // not the test's working directory.
+        let dir = std::env::temp_dir().join(format!("sio-interop-redis-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(extra)
             .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is not installed (scripts/test installs it)");
-        let redis = Redis { child, port };
+        let redis = Redis {
+            child,
+            port,
+            tls: None,
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not start");
@@ -75,6 +206,7 @@ impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -185,8 +317,22 @@ pub(crate) fn run_checker(
     adapter: &str,
     only: Option<&str>,
 ) -> (bool, String) {
+    run_checker_env(a, b, redis_url, adapter, only, &[])
+}
+
+/// [`run_checker`] with more environment variables (`REDIS_CA`, read by the checker and the
+/// Rust emitter).
+pub(crate) fn run_checker_env(
+    a: u16,
+    b: u16,
+    redis_url: &str,
+    adapter: &str,
+    only: Option<&str>,
+    env: &[(&str, &str)],
+) -> (bool, String) {
     let mut checker = Command::new("node");
     checker
+        .envs(env.iter().copied())
         .arg(js_dir().join("checker.mjs"))
         .args(["--a", &format!("http://127.0.0.1:{a}")])
         .args(["--b", &format!("http://127.0.0.1:{b}")])
