@@ -392,7 +392,18 @@ async fn sentinel_over_tls_failover_is_followed() {
             .unwrap()
     );
 
-    sentinel.cli(&["SENTINEL", "FAILOVER", "mymaster"]);
+    // Refused (NOGOODSLAVE) until the sentinel has looked at the replica itself.
+    eventually(
+        Duration::from_secs(20),
+        "the sentinel would not fail over",
+        || {
+            sentinel
+                .cli(&["SENTINEL", "FAILOVER", "mymaster"])
+                .trim()
+                .ends_with("OK")
+        },
+    )
+    .await;
     eventually(Duration::from_secs(20), "no failover", || {
         sentinel.master_port() == Some(replica.port)
     })

@@ -190,37 +190,39 @@ pub(crate) struct Redis {
 
 impl Redis {
     pub(crate) fn start() -> Self {
-        Self::spawn(free_port(), Vec::new(), Vec::new())
+        Self::spawn(|_| Vec::new(), Vec::new())
     }
 
     /// A TLS-only server with the ACL user [`USER`] (see [`tls_server_args`]), and `extra`
     /// settings.
     pub(crate) fn start_tls(certs: &Certs, extra: &[&str]) -> Self {
-        let port = free_port();
-        let mut args = tls_server_args(certs, port);
-        args.extend(extra.iter().map(|a| (*a).to_owned()));
-        Self::spawn(port, args, certs.cli_args())
+        let args = |port| {
+            let mut args = tls_server_args(certs, port);
+            args.extend(extra.iter().map(|a| (*a).to_owned()));
+            args
+        };
+        Self::spawn(args, certs.cli_args())
     }
 
-    fn spawn(port: u16, args: Vec<String>, cli_args: Vec<String>) -> Self {
+    fn spawn(args: impl Fn(u16) -> Vec<String>, cli_args: Vec<String>) -> Self {
         let dir = TempDir::new("redis");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir.0)
-            .args(&args)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is not installed (scripts/test installs it)");
-        let redis = Redis {
+        let (child, port) = start_server(
+            |port| {
+                let mut all: Vec<String> = ["--save", "", "--appendonly", "no", "--dir"]
+                    .map(str::to_owned)
+                    .to_vec();
+                all.push(dir.0.display().to_string());
+                all.extend(args(port));
+                all
+            },
+            &cli_args,
+        );
+        Redis {
             child,
             port,
             cli_args,
             _dir: dir,
-        };
-        wait_for_pong(port, &redis.cli_args);
-        redis
+        }
     }
 
     pub(crate) fn url(&self) -> String {
@@ -245,14 +247,32 @@ impl Drop for Redis {
     }
 }
 
-fn wait_for_pong(port: u16, cli_args: &[String]) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err()
-        || !cli_with(port, cli_args, &["PING"]).contains("PONG")
-    {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
+/// A `redis-server` on a free port of 127.0.0.1 with `args(port)`, answering `PING`; on another
+/// port when it exits at once (the port, or a cluster's bus port, was taken meanwhile).
+fn start_server(args: impl Fn(u16) -> Vec<String>, cli_args: &[String]) -> (Child, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(args(port))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is not installed (scripts/test installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && cli_with(port, cli_args, &["PING"]).contains("PONG")
+            {
+                return (child, port);
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
+    panic!("redis-server exited at start five times (is it built with TLS? Debian's is)");
 }
 
 /// `redis-cli -p <port> <args>`: what it printed, on stdout and stderr.
@@ -318,31 +338,30 @@ impl Cluster {
             _dir: dir,
         };
         for _ in 0..3 {
-            let port = free_port();
-            let mut command = Command::new("redis-server");
-            command
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--cluster-enabled", "yes"])
-                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(&path);
-            if let Some(certs) = certs {
-                command.args(tls_server_args(certs, port)).args([
-                    "--tls-cluster",
+            let args = |port: u16| {
+                let mut args: Vec<String> = [
+                    "--cluster-enabled",
                     "yes",
-                    "--tls-replication",
-                    "yes",
-                ]);
-            }
-            let child = command
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("redis-server is not installed (scripts/test installs it)");
-            cluster.nodes.push((child, port));
-        }
-        for port in cluster.ports() {
-            wait_for_pong(port, &cluster.cli_args);
+                    "--cluster-config-file",
+                    &format!("nodes-{port}.conf"),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    &path.display().to_string(),
+                ]
+                .map(str::to_owned)
+                .to_vec();
+                if let Some(certs) = certs {
+                    args.extend(tls_server_args(certs, port));
+                    args.extend(
+                        ["--tls-cluster", "yes", "--tls-replication", "yes"].map(str::to_owned),
+                    );
+                }
+                args
+            };
+            cluster.nodes.push(start_server(args, &cluster.cli_args));
         }
         let mut create = vec!["--cluster".to_owned(), "create".to_owned()];
         create.extend(cluster.ports().iter().map(|p| format!("127.0.0.1:{p}")));

@@ -104,7 +104,15 @@ impl Redis {
 
     /// [`start_tls`](Self::start_tls) with more settings (`--cluster-enabled yes`, ...).
     pub(crate) fn start_tls_with(certs: &Certs, extra: &[&str]) -> Self {
-        let port = free_port();
+        for _ in 0..5 {
+            if let Some(redis) = Self::try_start_tls(certs, free_port(), extra) {
+                return redis;
+            }
+        }
+        panic!("redis-server exited at start five times (is it built with TLS? Debian's is)");
+    }
+
+    fn try_start_tls(certs: &Certs, port: u16, extra: &[&str]) -> Option<Self> {
         let user_rule = format!(">{TLS_PASSWORD}");
         let tls_args = [
             "--port",
@@ -131,9 +139,9 @@ impl Redis {
             "+@all",
         ];
         let args: Vec<&str> = tls_args.iter().chain(extra).copied().collect();
-        let mut redis = Self::spawn(port, &args);
+        let mut redis = Self::try_spawn(port, &args)?;
         redis.tls = Some(certs.ca());
-        redis
+        Some(redis)
     }
 
     /// The `rediss://` URL of a TLS server, with the ACL user's credentials.
@@ -170,6 +178,12 @@ impl Redis {
     }
 
     fn spawn(port: u16, extra: &[&str]) -> Self {
+        Self::try_spawn(port, extra).expect("redis-server exited at start")
+    }
+
+    /// A server on `port`, or `None` when it exits at once (the port, or a cluster's bus port,
+    /// was taken meanwhile).
+    fn try_spawn(port: u16, extra: &[&str]) -> Option<Self> {
         // A replica writes its copy of the master to `dump.rdb` in its folder: one of its own,
         // not the test's working directory.
         let dir = std::env::temp_dir().join(format!("sio-interop-redis-{port}"));
@@ -183,7 +197,7 @@ impl Redis {
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is not installed (scripts/test installs it)");
-        let redis = Redis {
+        let mut redis = Redis {
             child,
             port,
             tls: None,
@@ -191,10 +205,13 @@ impl Redis {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(_)) = redis.child.try_wait() {
+                return None;
+            }
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        redis
+        Some(redis)
     }
 
     pub(crate) fn url(&self) -> String {
