@@ -22,8 +22,14 @@ export function client(url, i, next, options = {}) {
     ...options,
     auth: { name: `c${i}`, rooms: ["r"] },
     forceNew: true,
-    reconnectionDelay: 100,
-    reconnectionDelayMax: 200,
+    // The official client's default waits 500 to 1,500 ms before it reconnects; a fixed 500 ms
+    // is the shortest of those. A Node node recovers a killed sio node's clients only once a
+    // surviving sio node has handed their sessions over to Node's keys (within about 100 ms of
+    // the kill: a connected socket's session is not takeable before), so a client that came
+    // back sooner than any real one would get a new session there.
+    reconnectionDelay: 500,
+    reconnectionDelayMax: 500,
+    randomizationFactor: 0,
   });
   const c = { s, got: [] };
   s.on("msg", (m) => c.got.push(m.tag));
