@@ -103,23 +103,7 @@ impl SessionStore for StoreView {
 struct Node {
     node: MemoryNode,
     sessions: StoreView,
-    listener: Mutex<Option<Arc<Listener>>>,
-}
-
-struct Listener(Weak<dyn NodeReceiver>);
-
-impl std::fmt::Debug for Listener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Listener")
-    }
-}
-
-impl NodeReceiver for Listener {
-    fn receive(&self, message: Bytes) {
-        if let Some(receiver) = self.0.upgrade() {
-            receiver.receive(message);
-        }
-    }
+    listener: Mutex<Option<Arc<common::Listener>>>,
 }
 
 /// What the node's `SocketIo` owns; the test keeps the [`Node`] to stop it.
@@ -157,10 +141,7 @@ impl Backend for Shared {
     }
 
     fn listen_node(&self, node_id: u32, receiver: Weak<dyn NodeReceiver>) -> bool {
-        let listener = Arc::new(Listener(receiver));
-        let weak: Weak<dyn NodeReceiver> = Arc::downgrade(&listener) as Weak<Listener>;
-        *self.listener.lock().unwrap() = Some(listener);
-        self.node.listen_node(node_id, weak)
+        common::listen_through(&self.node, node_id, receiver, &self.listener)
     }
 
     fn send_to_node(&self, node_id: u32, message: Bytes) -> BackendFuture<bool> {

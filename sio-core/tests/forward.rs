@@ -392,17 +392,7 @@ struct Instrumented {
     tap: Tap,
     takes_all: bool,
     /// What the cluster hands this node's messages to, until `close` drops it.
-    listener: Mutex<Option<Arc<Listener>>>,
-}
-
-struct Listener(Weak<dyn NodeReceiver>);
-
-impl NodeReceiver for Listener {
-    fn receive(&self, message: Bytes) {
-        if let Some(receiver) = self.0.upgrade() {
-            receiver.receive(message);
-        }
-    }
+    listener: Mutex<Option<Arc<common::Listener>>>,
 }
 
 impl std::fmt::Debug for Instrumented {
@@ -449,10 +439,7 @@ impl Backend for Instrumented {
     }
 
     fn listen_node(&self, node_id: u32, receiver: Weak<dyn NodeReceiver>) -> bool {
-        let listener = Arc::new(Listener(receiver));
-        let weak: Weak<dyn NodeReceiver> = Arc::downgrade(&listener) as Weak<Listener>;
-        *self.listener.lock().unwrap() = Some(listener);
-        self.node.listen_node(node_id, weak)
+        common::listen_through(&self.node, node_id, receiver, &self.listener)
     }
 
     fn send_to_node(&self, node_id: u32, message: Bytes) -> BackendFuture<bool> {

@@ -206,3 +206,32 @@ pub(crate) async fn next_text(ws: &mut Ws) -> String {
         }
     }
 }
+
+/// Stands between a cluster node and the receiver sio gives it, so that a test can cut the
+/// node off as a killed process is: once the test drops it, nothing reaches the receiver.
+#[derive(Debug)]
+pub(crate) struct Listener(std::sync::Weak<dyn sio_core::NodeReceiver>);
+
+impl sio_core::NodeReceiver for Listener {
+    fn receive(&self, message: bytes::Bytes) {
+        if let Some(receiver) = self.0.upgrade() {
+            receiver.receive(message);
+        }
+    }
+}
+
+/// `Backend::listen_node` for a test backend over `node`: `receiver` listens through a
+/// [`Listener`] kept in `slot` (empty `slot` to cut the node off).
+pub(crate) fn listen_through(
+    node: &sio_core::MemoryNode,
+    node_id: u32,
+    receiver: std::sync::Weak<dyn sio_core::NodeReceiver>,
+    slot: &std::sync::Mutex<Option<Arc<Listener>>>,
+) -> bool {
+    use sio_core::Backend as _;
+    let listener = Arc::new(Listener(receiver));
+    let weak: std::sync::Weak<dyn sio_core::NodeReceiver> =
+        Arc::downgrade(&listener) as std::sync::Weak<Listener>;
+    *slot.lock().unwrap() = Some(listener);
+    node.listen_node(node_id, weak)
+}
